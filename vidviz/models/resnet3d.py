@@ -1,0 +1,199 @@
+"""ResNets inflated to 3D with temporal stride 1, behind one interface.
+
+Every vidviz model is a :class:`VideoClassifier`: an ordered list of named stages
+(``stem``, ``layer1`` ... ``layer4``) whose composition is ``features(x)``, and a
+``head`` of global average pooling plus a linear layer. Because the head is exactly
+GAP + linear, Grad-CAM of the last block is ``ReLU(sum_k W[c,k] A_k)``
+for every class at once (see :mod:`vidviz.explain.cam`).
+
+``i3d_resnet50`` is the seed's architecture: ResNet-50 with every convolution inflated
+to temporal kernel 3, temporal stride 1 and temporal padding 1, so a (1,3,16,224,224) clip
+gives a (1,2048,16,7,7) last conv output. ``i3d_resnet_tiny`` is the same family, small
+enough to train on two CPU cores (the shipped default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from vidviz.data.video import InputSpec
+
+
+class PoolLinearHead(nn.Module):
+    """Global average pooling over (T, h, w), dropout, then a linear layer."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        pooled = a.mean(dim=(2, 3, 4))  # (B, C)
+        return self.fc(self.dropout(pooled))  # (B, K)
+
+
+class VideoClassifier(nn.Module):
+    """Ordered named stages + a GAP/linear head; what every explainer relies on.
+
+    ``features(x)``: x (B, 3, T, H, W) -> a (B, C, T', h, w), the last stage's output.
+    ``head(a)``: a -> logits (B, K). ``forward(x) = head(features(x))``.
+    """
+
+    def __init__(self, stages: Sequence[tuple[str, nn.Module]], head: PoolLinearHead,
+                 classes: Sequence[str], spec: InputSpec, arch: str, arch_kwargs: dict | None = None):
+        super().__init__()
+        self.stages = nn.ModuleDict(list(stages))
+        self.head = head
+        self.classes = list(classes)
+        self.spec = spec
+        self.arch = arch
+        self.arch_kwargs = dict(arch_kwargs or {})
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self.stages.keys())
+
+    @property
+    def last_layer(self) -> str:
+        return self.layer_names[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.fc.out_features
+
+    def run(self, x: torch.Tensor, start: str | None = None, stop: str | None = None) -> torch.Tensor:
+        """Run the stages after ``start`` (exclusive; None = from the input) up to ``stop`` (inclusive)."""
+        names = self.layer_names
+        i = 0 if start is None else names.index(start) + 1
+        j = len(names) if stop is None else names.index(stop) + 1
+        for name in names[i:j]:
+            x = self.stages[name](x)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)  # (B, C, T', h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (B, K)
+
+
+# ---------------------------------------------------------------- ResNet blocks in 3D
+
+def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1) -> nn.Conv3d:
+    """A conv with temporal kernel ``kt``, temporal stride 1 and 'same' temporal padding."""
+    return nn.Conv3d(cin, cout, (kt, k, k), stride=(1, stride, stride), padding=(kt // 2, k // 2, k // 2), bias=False)
+
+
+class BasicBlock3d(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int, kt: int):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1, self.bn1 = _conv(cin, width, 3, kt, stride), nn.BatchNorm3d(width)
+        self.conv2, self.bn2 = _conv(width, cout, 3, kt), nn.BatchNorm3d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride), nn.BatchNorm3d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + idt)
+
+
+class Bottleneck3d(nn.Module):
+    """torchvision's Bottleneck (stride on the 3x3 conv), every conv inflated to kernel ``kt`` in time."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int, kt: int):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1, self.bn1 = _conv(cin, width, 1, kt), nn.BatchNorm3d(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, kt, stride), nn.BatchNorm3d(width)
+        self.conv3, self.bn3 = _conv(width, cout, 1, kt), nn.BatchNorm3d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride), nn.BatchNorm3d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idt = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + idt)
+
+
+@dataclass
+class ResNet3dConfig:
+    """Shape of an inflated ResNet (one comment per field, as in nanoGPT)."""
+
+    block: str = "bottleneck"  # "basic" or "bottleneck"
+    layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])  # blocks per stage
+    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # block widths per stage
+    strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])  # spatial stride of each stage
+    stem_channels: int = 64  # channels after the stem conv
+    stem_kernel: int = 7  # spatial kernel of the stem conv
+    temporal_kernel: int = 3  # kt of every conv (the seed: 3, stride 1, padding 1)
+    dropout: float = 0.0  # before the linear head
+
+
+def build_resnet3d(cfg: ResNet3dConfig, classes: Sequence[str], spec: InputSpec, arch: str) -> VideoClassifier:
+    block = {"basic": BasicBlock3d, "bottleneck": Bottleneck3d}[cfg.block]
+    kt = cfg.temporal_kernel
+    stem = nn.Sequential()
+    stem.add_module("conv1", _conv(3, cfg.stem_channels, cfg.stem_kernel, kt, 2))
+    stem.add_module("bn1", nn.BatchNorm3d(cfg.stem_channels))
+    stem.add_module("relu", nn.ReLU(inplace=True))
+    stem.add_module("maxpool", nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
+    stages: list[tuple[str, nn.Module]] = [("stem", stem)]
+    cin = cfg.stem_channels
+    for i, (n, w, s) in enumerate(zip(cfg.layers, cfg.widths, cfg.strides, strict=True)):
+        blocks = []
+        for j in range(n):
+            blocks.append(block(cin, w, s if j == 0 else 1, kt))
+            cin = w * block.expansion
+        stages.append((f"layer{i + 1}", nn.Sequential(*blocks)))
+    head = PoolLinearHead(cin, len(classes), cfg.dropout)
+    model = VideoClassifier(stages, head, classes, spec, arch, {"config": asdict(cfg)})
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():  # zero-init the last BN of each residual branch (trains faster)
+        if isinstance(m, Bottleneck3d):
+            nn.init.zeros_(m.bn3.weight)
+        elif isinstance(m, BasicBlock3d):
+            nn.init.zeros_(m.bn2.weight)
+    return model
+
+
+#: ImageNet statistics, as torchvision's ResNet-50 expects.
+IMAGENET_SPEC = InputSpec(num_frames=16, fps=4.0, size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+TINY_SPEC = InputSpec(num_frames=16, fps=4.0, size=112, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
+TINY_CONFIG = ResNet3dConfig(block="basic", layers=[1, 1, 1, 1], widths=[16, 32, 64, 128], strides=[1, 2, 2, 1],
+                             stem_channels=16, stem_kernel=5, dropout=0.3)
+
+
+def i3d_resnet50(classes: Sequence[str], spec: InputSpec = IMAGENET_SPEC, **overrides) -> VideoClassifier:
+    """The seed's model: ResNet-50, every conv inflated to temporal kernel 3 (stride 1, padding 1)."""
+    return build_resnet3d(ResNet3dConfig(**overrides), classes, spec, "i3d_resnet50")
+
+
+def i3d_resnet_tiny(classes: Sequence[str], spec: InputSpec = TINY_SPEC, **overrides) -> VideoClassifier:
+    """A small inflated ResNet (basic blocks, 16-128 channels) that trains on two CPU cores.
+
+    The last stage keeps spatial stride 1, so a (1,3,16,112,112) clip gives (1,128,16,7,7).
+    """
+    cfg = ResNet3dConfig(**{**asdict(TINY_CONFIG), **overrides})
+    return build_resnet3d(cfg, classes, spec, "i3d_resnet_tiny")
