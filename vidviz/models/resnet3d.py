@@ -83,23 +83,42 @@ class VideoClassifier(nn.Module):
 
 # ---------------------------------------------------------------- ResNet blocks in 3D
 
-def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1) -> nn.Conv3d:
-    """A conv with temporal kernel ``kt``, temporal stride 1 and 'same' temporal padding."""
-    return nn.Conv3d(cin, cout, (kt, k, k), stride=(1, stride, stride), padding=(kt // 2, k // 2, k // 2), bias=False)
+class TemporalConv3d(nn.Conv3d):
+    """Conv3d with temporal stride 1 and 'same' temporal padding of zeros or replicated frames.
+
+    Replicate padding in time (spatial padding stays zeros) makes an inflated network give
+    exactly its 2D parent's output on a clip of one repeated frame, at every frame.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int, kt: int, stride: int = 1, temporal_padding: str = "zeros"):
+        pad_t = kt // 2 if temporal_padding == "zeros" else 0
+        super().__init__(cin, cout, (kt, k, k), stride=(1, stride, stride), padding=(pad_t, k // 2, k // 2), bias=False)
+        self.replicate_t = kt // 2 if temporal_padding == "replicate" else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.replicate_t:
+            p = self.replicate_t
+            x = torch.cat([x[:, :, :1].expand(-1, -1, p, -1, -1), x, x[:, :, -1:].expand(-1, -1, p, -1, -1)], dim=2)
+        return super().forward(x)  # (B, C', T, H', W')
+
+
+def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1, tp: str = "zeros") -> TemporalConv3d:
+    """A conv with temporal kernel ``kt``, temporal stride 1 and 'same' temporal padding ``tp``."""
+    return TemporalConv3d(cin, cout, k, kt, stride, tp)
 
 
 class BasicBlock3d(nn.Module):
     expansion = 1
 
-    def __init__(self, cin: int, width: int, stride: int, kt: int):
+    def __init__(self, cin: int, width: int, stride: int, kt: int, tp: str = "zeros"):
         super().__init__()
         cout = width * self.expansion
-        self.conv1, self.bn1 = _conv(cin, width, 3, kt, stride), nn.BatchNorm3d(width)
-        self.conv2, self.bn2 = _conv(width, cout, 3, kt), nn.BatchNorm3d(cout)
+        self.conv1, self.bn1 = _conv(cin, width, 3, kt, stride, tp), nn.BatchNorm3d(width)
+        self.conv2, self.bn2 = _conv(width, cout, 3, kt, 1, tp), nn.BatchNorm3d(cout)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride), nn.BatchNorm3d(cout))
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride, tp), nn.BatchNorm3d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         idt = x if self.downsample is None else self.downsample(x)
@@ -113,16 +132,16 @@ class Bottleneck3d(nn.Module):
 
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int, kt: int):
+    def __init__(self, cin: int, width: int, stride: int, kt: int, tp: str = "zeros"):
         super().__init__()
         cout = width * self.expansion
-        self.conv1, self.bn1 = _conv(cin, width, 1, kt), nn.BatchNorm3d(width)
-        self.conv2, self.bn2 = _conv(width, width, 3, kt, stride), nn.BatchNorm3d(width)
-        self.conv3, self.bn3 = _conv(width, cout, 1, kt), nn.BatchNorm3d(cout)
+        self.conv1, self.bn1 = _conv(cin, width, 1, kt, 1, tp), nn.BatchNorm3d(width)
+        self.conv2, self.bn2 = _conv(width, width, 3, kt, stride, tp), nn.BatchNorm3d(width)
+        self.conv3, self.bn3 = _conv(width, cout, 1, kt, 1, tp), nn.BatchNorm3d(cout)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride), nn.BatchNorm3d(cout))
+            self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride, tp), nn.BatchNorm3d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         idt = x if self.downsample is None else self.downsample(x)
@@ -144,13 +163,17 @@ class ResNet3dConfig:
     stem_kernel: int = 7  # spatial kernel of the stem conv
     temporal_kernel: int = 3  # kt of every conv (the seed: 3, stride 1, padding 1)
     dropout: float = 0.0  # before the linear head
+    temporal_padding: str = "zeros"  # "zeros" (I3D) or "replicate" (exact 2D equivalence on static clips)
 
 
 def build_resnet3d(cfg: ResNet3dConfig, classes: Sequence[str], spec: InputSpec, arch: str) -> VideoClassifier:
     block = {"basic": BasicBlock3d, "bottleneck": Bottleneck3d}[cfg.block]
     kt = cfg.temporal_kernel
+    if cfg.temporal_padding not in ("zeros", "replicate"):
+        raise ValueError(f"temporal_padding must be 'zeros' or 'replicate', not {cfg.temporal_padding!r}")
+    tp = cfg.temporal_padding
     stem = nn.Sequential()
-    stem.add_module("conv1", _conv(3, cfg.stem_channels, cfg.stem_kernel, kt, 2))
+    stem.add_module("conv1", _conv(3, cfg.stem_channels, cfg.stem_kernel, kt, 2, tp))
     stem.add_module("bn1", nn.BatchNorm3d(cfg.stem_channels))
     stem.add_module("relu", nn.ReLU(inplace=True))
     stem.add_module("maxpool", nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
@@ -159,13 +182,13 @@ def build_resnet3d(cfg: ResNet3dConfig, classes: Sequence[str], spec: InputSpec,
     for i, (n, w, s) in enumerate(zip(cfg.layers, cfg.widths, cfg.strides, strict=True)):
         blocks = []
         for j in range(n):
-            blocks.append(block(cin, w, s if j == 0 else 1, kt))
+            blocks.append(block(cin, w, s if j == 0 else 1, kt, tp))
             cin = w * block.expansion
         stages.append((f"layer{i + 1}", nn.Sequential(*blocks)))
     head = PoolLinearHead(cin, len(classes), cfg.dropout)
     model = VideoClassifier(stages, head, classes, spec, arch, {"config": asdict(cfg)})
     for m in model.modules():
-        if isinstance(m, nn.Conv3d):
+        if isinstance(m, nn.Conv3d):  # includes TemporalConv3d
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm3d):
             nn.init.ones_(m.weight)

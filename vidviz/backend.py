@@ -1,0 +1,245 @@
+"""The one facade the pages call: a model, a dataset, and caches, shared by all sessions.
+
+A Streamlit server runs many sessions in threads over one :class:`Backend` (cached with
+``st.cache_resource`` per checkpoint + dataset). Nothing is stored on the model between
+calls; every result is an immutable value. Per-clip work is cached in a least-recently-used
+cache bounded in bytes, so re-explaining a recent clip for another class costs no forward
+pass: the features and the maps of every class come from the one forward that opened it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
+from vidviz.data.loader import pick_device
+from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
+from vidviz.errors import CheckpointError, VideoError
+from vidviz.explain.cam import Explanation, cams_from_features, explain, normalise, upsample
+from vidviz.explain.temporal import TemporalReport, importance_curve, perturbation_tests
+from vidviz.models.checkpoint import load_checkpoint
+
+log = logging.getLogger("vidviz.backend")
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+class LRUBytes:
+    """A thread-safe least-recently-used cache bounded by the bytes of its values."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._d: OrderedDict = OrderedDict()
+        self._size: dict = {}
+        self._total = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return self._d[key]
+            self.misses += 1
+            return None
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            if key in self._d:
+                self._total -= self._size.pop(key)
+                del self._d[key]
+            self._d[key] = value
+            self._size[key] = int(nbytes)
+            self._total += int(nbytes)
+            while self._total > self.max_bytes and len(self._d) > 1:
+                old, _ = self._d.popitem(last=False)
+                self._total -= self._size.pop(old)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass(frozen=True)
+class OpenedClip:
+    """A decoded clip with its one forward pass: everything a class switch needs."""
+
+    key: str
+    clip: Clip = field(repr=False)  # frames (T, S0, S0, 3) uint8 as displayed
+    x: torch.Tensor = field(repr=False)  # (1, 3, T, S, S) model input
+    features: torch.Tensor = field(repr=False)  # (C, T', h, w) last block
+    logits: np.ndarray = field(repr=False)  # (K,)
+    probs: np.ndarray = field(repr=False)  # (K,)
+    all_maps: np.ndarray = field(repr=False)  # (K, T', h, w) float32: Grad-CAM of every class, last block
+    seconds: float  # decode + forward
+
+    @property
+    def nbytes(self) -> int:
+        return (self.clip.frames.nbytes + self.x.numel() * 4 + self.features.numel() * self.features.element_size()
+                + self.all_maps.nbytes)
+
+    @property
+    def top(self) -> list[tuple[int, float]]:
+        order = np.argsort(-self.probs, kind="stable")
+        return [(int(c), float(self.probs[c])) for c in order]
+
+
+class Backend:
+    """Model + dataset + caches. ``key`` is a dataset clip id, or ``upload:<hash>`` for an uploaded file."""
+
+    def __init__(self, checkpoint: str | Path, data_root: str | Path | None, device: str = "auto",
+                 cache_mb: int = 768, subset: str | Path | None = None):
+        self.device = pick_device(device)
+        self.dataset: VideoDataset | None = open_dataset(data_root, subset) if data_root is not None else None
+        k = len(self.dataset.classes) if self.dataset is not None and self.dataset.classes else None
+        self.model = load_checkpoint(checkpoint, num_classes=k).to(self.device).eval()
+        if self.dataset is not None and self.dataset.classes and list(self.dataset.classes) != list(self.model.classes):
+            log.warning("dataset class names differ from the checkpoint's; using the checkpoint's names")
+        self.classes = list(self.model.classes)
+        self.spec = self.model.spec
+        self.checkpoint_hash = self.model.checkpoint_hash
+        self._clips = LRUBytes(cache_mb * 1024 * 1024)
+        self._explained = LRUBytes(max(64, cache_mb // 4) * 1024 * 1024)
+        self._uploads: dict[str, Path] = {}
+        self._upload_dir = Path(tempfile.mkdtemp(prefix="vidviz-uploads-"))
+        self._upload_lock = threading.Lock()
+
+    # ------------------------------------------------------------ sources
+    def register_upload(self, filename: str, data: bytes) -> str:
+        """Keep an uploaded video (checked by decoding) and return its key."""
+        suffix = Path(filename).suffix.lower()
+        if suffix not in VIDEO_EXTENSIONS:
+            raise VideoError(f"not a video type vidviz reads (use {', '.join(VIDEO_EXTENSIONS)})", filename)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise VideoError(f"file is larger than {MAX_UPLOAD_BYTES // 2**20} MB", filename)
+        if not data:
+            raise VideoError("file is empty (0 bytes)", filename)
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        key = f"upload:{digest}"
+        with self._upload_lock:
+            if key not in self._uploads:
+                path = self._upload_dir / f"{digest}{suffix}"
+                path.write_bytes(data)
+                self._uploads[key] = path
+        try:
+            self.open(key)
+        except VideoError as e:
+            raise VideoError(str(e).split(": ", 1)[-1], filename) from None
+        return key
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("upload:"):
+            try:
+                return self._uploads[key]
+            except KeyError:
+                raise VideoError("this upload is no longer available; upload the file again") from None
+        if self.dataset is None:
+            raise VideoError("no dataset is open")
+        return self.dataset.get(key).path
+
+    # ------------------------------------------------------------ the forward pass, cached
+    def open(self, key: str) -> OpenedClip:
+        """Decode ``key`` and run its one forward pass (cached)."""
+        hit = self._clips.get(key)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        clip = load_clip(self._path(key), self.spec)
+        x = to_tensor(clip.frames, self.spec)[None].to(self.device)  # (1, 3, T, S, S)
+        with torch.no_grad():
+            a = self.model.features(x)  # (1, C, T', h, w)
+            logits = self.model.head(a)[0].float()  # (K,)
+            maps = cams_from_features(a[0], self.model.head.fc.weight)  # (K, T', h, w)
+        probs = torch.softmax(logits, 0)
+        opened = OpenedClip(key=key, clip=clip, x=x.cpu(), features=a[0].to(torch.float16).cpu(),
+                            logits=logits.cpu().numpy(), probs=probs.cpu().numpy(),
+                            all_maps=maps.float().cpu().numpy(), seconds=time.perf_counter() - t0)
+        for arr in (opened.logits, opened.probs, opened.all_maps):
+            arr.setflags(write=False)
+        self._clips.put(key, opened, opened.nbytes)
+        return opened
+
+    def predict(self, key: str) -> list[tuple[int, float]]:
+        """(class, probability), most probable first."""
+        return self.open(key).top
+
+    def explain(self, key: str, classes: list[int] | None = None, method: str = "gradcam",
+                layer: str | None = None) -> Explanation:
+        """Maps of ``classes`` (default all, or top-5 off the fast path) for ``key``."""
+        layer = layer or self.model.last_layer
+        opened = self.open(key)
+        if method == "gradcam" and layer == self.model.last_layer:  # exact, from the cached forward
+            idx = list(range(len(self.classes))) if classes is None else [int(c) for c in classes]
+            return Explanation(logits=opened.logits, probs=opened.probs, classes=tuple(idx),
+                               maps=opened.all_maps[idx].copy() if classes is not None else opened.all_maps,
+                               layer=layer, method=method, seconds=0.0)
+        if classes is None:
+            classes = [c for c, _ in opened.top[:5]]
+        ck = (key, method, layer, tuple(int(c) for c in classes))
+        hit = self._explained.get(ck)
+        if hit is not None:
+            return hit
+        expl = explain(self.model, opened.x.to(self.device), list(ck[3]), method, layer)
+        self._explained.put(ck, expl, expl.maps.nbytes + 1024)
+        return expl
+
+    def temporal(self, key: str, target: int) -> TemporalReport:
+        ck = ("temporal", key, int(target))
+        hit = self._explained.get(ck)
+        if hit is not None:
+            return hit
+        rep = perturbation_tests(self.model, self.open(key).x.to(self.device), int(target))
+        self._explained.put(ck, rep, rep.blank.nbytes + 1024)
+        return rep
+
+    # ------------------------------------------------------------ display helpers
+    def display_maps(self, maps: np.ndarray, key: str, norm: str = "clip", scale: float | None = None) -> np.ndarray:
+        """A raw map (T', h, w) -> (T, S0, S0) in [0, 1] at the displayed frames' size (trilinear)."""
+        frames = self.open(key).clip.frames
+        t, s0 = frames.shape[0], frames.shape[1]
+        up = upsample(maps, (t, s0, s0))  # (T, S0, S0)
+        return normalise(up, norm, scale)
+
+    def curve(self, maps: np.ndarray) -> np.ndarray:
+        return importance_curve(maps, self.spec.num_frames)
+
+    def record(self, key: str):
+        if key.startswith("upload:") or self.dataset is None or key not in self.dataset:
+            return None
+        return self.dataset.get(key)
+
+    def ground_truth(self, key: str):
+        """(boxes per displayed frame or None, action window in displayed frames or None)."""
+        if self.dataset is None or key.startswith("upload:"):
+            return None, None
+        clip = self.open(key).clip
+        boxes = boxes_for_clip(self.dataset, key, clip.indices)
+        window = None
+        if key in self.dataset.windows:
+            a0, a1 = self.dataset.windows[key]
+            inside = np.flatnonzero((clip.indices >= a0) & (clip.indices <= a1))
+            if len(inside):
+                window = (int(inside[0]), int(inside[-1]))
+        return boxes, window
+
+    def cache_info(self) -> dict:
+        return {"clips": len(self._clips), "clip_bytes": self._clips.total_bytes, "hits": self._clips.hits,
+                "misses": self._clips.misses}
+
+
+def check_checkpoint_matches(model_classes: list[str], dataset: VideoDataset, path: str | Path) -> None:
+    if dataset.classes and len(dataset.classes) != len(model_classes):
+        raise CheckpointError(f"checkpoint has {len(model_classes)} classes but the dataset has {len(dataset.classes)}", path)

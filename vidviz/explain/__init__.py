@@ -1,0 +1,1 @@
+"""Explainers (Grad-CAM family), temporal analysis and saliency-quality metrics."""

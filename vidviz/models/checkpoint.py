@@ -1,0 +1,162 @@
+"""Checkpoint files: a state dict plus plain metadata, loaded with ``weights_only=True``.
+
+Layout of a vidviz checkpoint (a dict saved with ``torch.save``)::
+
+    format: "vidviz-checkpoint", version: 1
+    arch: "i3d_resnet_tiny" | "i3d_resnet50" | "r3d_18" | "mc3_18" | "r2plus1d_18"
+    arch_kwargs: dict of plain values (e.g. the ResNet3dConfig)
+    classes: list[str]             class index -> template
+    input_spec: dict               frames, fps, size, mean, std
+    train_fingerprint: str         the training dataset's fingerprint
+    metrics: dict                  measured accuracy etc.
+    state_dict: dict[str, Tensor]
+
+Nothing else is ever unpickled: a file carrying Python objects is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from pathlib import Path
+
+import torch
+
+from vidviz.data.io import atomic_write_bytes
+from vidviz.data.video import InputSpec
+from vidviz.errors import CheckpointError
+from vidviz.models.resnet3d import ResNet3dConfig, VideoClassifier, build_resnet3d, i3d_resnet50, i3d_resnet_tiny
+from vidviz.models.torchvision_video import TORCHVISION_ARCHS, from_torchvision_state, torchvision_video
+
+FORMAT, VERSION = "vidviz-checkpoint", 1
+ARCHS = ("i3d_resnet_tiny", "i3d_resnet50", *TORCHVISION_ARCHS)
+
+
+def build_model(arch: str, classes: list[str], spec: InputSpec | None = None, arch_kwargs: dict | None = None) -> VideoClassifier:
+    """Any vidviz architecture by name, with random weights."""
+    arch_kwargs = arch_kwargs or {}
+    if arch in ("i3d_resnet_tiny", "i3d_resnet50"):
+        if "config" in arch_kwargs:
+            model = build_resnet3d(ResNet3dConfig(**arch_kwargs["config"]), classes,
+                                   spec or (i3d_resnet_tiny if arch == "i3d_resnet_tiny" else i3d_resnet50)([]).spec, arch)
+            return model
+        builder = i3d_resnet_tiny if arch == "i3d_resnet_tiny" else i3d_resnet50
+        return builder(classes, spec) if spec else builder(classes)
+    if arch in TORCHVISION_ARCHS:
+        return torchvision_video(arch, classes, spec)
+    raise CheckpointError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
+
+
+def load_state_strict(model: torch.nn.Module, state: dict, source: str | Path) -> None:
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error listing them."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shaped = sorted(k for k in set(own) & set(state)
+                    if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or shaped:
+        parts = []
+        if shaped:
+            parts.append("mis-shaped: " + ", ".join(
+                f"{k} {tuple(getattr(state[k], 'shape', ()))} vs {tuple(own[k].shape)}" for k in shaped[:6])
+                + (" ..." if len(shaped) > 6 else ""))
+        if missing:
+            parts.append(f"missing {len(missing)}: " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else ""))
+        raise CheckpointError("weights do not match the model; " + "; ".join(parts), source)
+    model.load_state_dict(state, strict=True)
+
+
+def _torch_load(path: Path) -> object:
+    if not path.is_file():
+        raise CheckpointError("checkpoint file not found", path)
+    if path.stat().st_size == 0:
+        raise CheckpointError("checkpoint file is empty", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError("file carries pickled Python objects; vidviz only loads plain tensors and metadata",
+                                  path) from None
+        raise CheckpointError("not a PyTorch checkpoint (corrupt or wrong file type)", path) from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"corrupt or not a PyTorch checkpoint ({reason})", path) from None
+
+
+def save_checkpoint(path: str | Path, model: VideoClassifier, train_fingerprint: str = "", metrics: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write ``model`` with its metadata, atomically."""
+    payload = {
+        "format": FORMAT, "version": VERSION, "arch": model.arch, "arch_kwargs": model.arch_kwargs,
+        "classes": list(model.classes), "input_spec": model.spec.to_dict(),
+        "train_fingerprint": train_fingerprint, "metrics": dict(metrics or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra or {}),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's dict, validated (no model built)."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError("not a vidviz checkpoint (expected a dict)", path)
+    if obj.get("format") != FORMAT:
+        raise CheckpointError("not a vidviz checkpoint (no 'format: vidviz-checkpoint'); "
+                              "for torchvision weights use --arch with the weights file", path)
+    for key in ("arch", "classes", "input_spec", "state_dict"):
+        if key not in obj:
+            raise CheckpointError(f"checkpoint lacks '{key}'", path)
+    if obj["arch"] not in ARCHS:
+        raise CheckpointError(f"unknown architecture {obj['arch']!r} (known: {', '.join(ARCHS)})", path)
+    return obj
+
+
+def load_checkpoint(path: str | Path, num_classes: int | None = None) -> VideoClassifier:
+    """Build the model a checkpoint describes and load its weights (eval mode, CPU).
+
+    ``num_classes``, when given, must match the checkpoint's (e.g. the dataset's class count).
+    """
+    path = Path(path)
+    obj = read_checkpoint(path)
+    classes = [str(c) for c in obj["classes"]]
+    if num_classes is not None and num_classes != len(classes):
+        raise CheckpointError(f"checkpoint has {len(classes)} classes but the dataset has {num_classes}", path)
+    try:
+        spec = InputSpec.from_dict(obj["input_spec"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError("malformed input_spec", path) from None
+    model = build_model(obj["arch"], classes, spec, obj.get("arch_kwargs") or {})
+    load_state_strict(model, obj["state_dict"], path)
+    model.metrics = dict(obj.get("metrics") or {})
+    model.train_fingerprint = str(obj.get("train_fingerprint", ""))
+    model.checkpoint_path = str(path)
+    model.checkpoint_hash = file_hash(path)
+    return model.eval()
+
+
+def load_torchvision_weights(path: str | Path, arch: str) -> VideoClassifier:
+    """A torchvision video model from a weights file on disk (a plain state dict)."""
+    path = Path(path)
+    state = _torch_load(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("expected a torchvision state dict (name -> tensor)", path)
+    model = from_torchvision_state(arch, state)
+    model.checkpoint_path, model.checkpoint_hash = str(path), file_hash(path)
+    model.metrics, model.train_fingerprint = {}, ""
+    return model.eval()
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

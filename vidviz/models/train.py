@@ -1,0 +1,262 @@
+"""Training and evaluation.
+
+``vidviz train`` decodes the training clips once (DataLoader workers), keeps them in memory
+as uint8 when they fit, and trains with augmentation that respects Something-Something:
+random resized crops and colour jitter, and horizontal flips only together with a swap of
+left/right classes (a flipped "Pushing [something] from left to right" *is* "... from right
+to left"); a class whose flip has no partner is never flipped. The best checkpoint on the
+validation split is kept; ``--resume`` continues from the last finished epoch. Under
+``torchrun`` each rank trains on its shard (gloo on CPU, nccl on GPU) and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vidviz.data.datasets import VideoDataset
+from vidviz.data.io import atomic_write_bytes
+from vidviz.data.loader import iterate_batches, pick_device
+from vidviz.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from vidviz.models.resnet3d import VideoClassifier
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "i3d_resnet_tiny"  # architecture name (vidviz.models.ARCHS)
+    epochs: int = 14  # passes over the training split
+    batch_size: int = 16  # clips per step (per rank)
+    lr: float = 2e-3  # AdamW peak learning rate (cosine decay, 1 epoch warm-up)
+    weight_decay: float = 0.05  # AdamW weight decay
+    workers: int = 2  # DataLoader decoding processes
+    seed: int = 0  # shuffling and augmentation
+    cache_mb: int = 6000  # keep decoded clips in memory when they fit in this budget
+    init_2d: str | None = None  # torchvision ResNet-50 weights to inflate (i3d_resnet50 only)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    max_steps: int | None = None  # stop early (tests)
+
+
+def flip_partners(classes: list[str]) -> np.ndarray:
+    """For each class, the class a horizontal flip turns it into; -1 where a flip is not allowed."""
+    def swap(name: str) -> str:
+        return name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.full(len(classes), -1, dtype=np.int64)
+    for i, c in enumerate(classes):
+        if "left" not in c and "right" not in c:
+            out[i] = i
+        else:
+            out[i] = index.get(swap(c), -1)
+    return out
+
+
+def augment(frames: torch.Tensor, labels: torch.Tensor, spec, partners: torch.Tensor, gen: torch.Generator) -> tuple:
+    """uint8 (B, T, S0, S0, 3) -> normalised float (B, 3, T, S, S), with flips that swap left/right labels."""
+    b, t, s0 = frames.shape[0], frames.shape[1], frames.shape[2]
+    x = frames.permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, 3, T, S0, S0)
+    out = torch.empty(b, 3, t, spec.size, spec.size)
+    labels = labels.clone()
+    for i in range(b):
+        side = int(s0 * (0.75 + 0.25 * torch.rand(1, generator=gen).item()))
+        y0 = int(torch.randint(0, s0 - side + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, s0 - side + 1, (1,), generator=gen))
+        crop = x[i, :, :, y0:y0 + side, x0:x0 + side]  # (3, T, side, side)
+        crop = F.interpolate(crop, size=(spec.size, spec.size), mode="bilinear", align_corners=False)  # (3, T, S, S)
+        bright = 0.8 + 0.4 * torch.rand(1, generator=gen).item()
+        contrast = 0.8 + 0.4 * torch.rand(1, generator=gen).item()
+        m = crop.mean()
+        crop = ((crop - m) * contrast + m) * bright
+        p = int(partners[labels[i]])
+        if p >= 0 and torch.rand(1, generator=gen).item() < 0.5:
+            crop = crop.flip(-1)
+            labels[i] = p
+        out[i] = crop.clamp_(0, 1)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
+    return (out - mean) / std, labels  # (B, 3, T, S, S)
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def decode_split(records, spec, size: int, workers: int, desc: str, disable: bool = False):
+    """All clips of ``records`` as uint8 (N, T, size, size, 3), their labels, and the failures."""
+    frames, labels, failures = [], [], []
+    bar = tqdm(total=len(records), desc=desc, unit="clip", disable=disable)
+    for batch in iterate_batches(records, spec, batch_size=8, workers=workers, uint8_size=size):
+        for j, i in enumerate(batch.indices):
+            frames.append(batch.x[j])
+            labels.append(records[i].label)
+        failures += [(records[i].id, msg) for i, msg in batch.errors]
+        bar.update(len(batch.indices) + len(batch.errors))
+    bar.close()
+    if not frames:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), failures
+    return torch.stack(frames), torch.tensor(labels, dtype=torch.long), failures
+
+
+@torch.no_grad()
+def predict_logits(model: VideoClassifier, x: torch.Tensor, device: torch.device, batch: int = 16) -> torch.Tensor:
+    """Logits (N, K) for normalised clips x (N, 3, T, S, S)."""
+    outs = []
+    for i in range(0, len(x), batch):
+        outs.append(model(x[i:i + batch].to(device)).float().cpu())  # (b, K)
+    return torch.cat(outs) if outs else torch.empty(0, model.num_classes)
+
+
+def _normalise(frames: torch.Tensor, spec) -> torch.Tensor:
+    """uint8 (N, T, S0, S0, 3) -> float (N, 3, T, S, S) (centre view, as at test time)."""
+    x = frames.permute(0, 4, 1, 2, 3).float().div(255.0)  # (N, 3, T, S0, S0)
+    if x.shape[-1] != spec.size:
+        n, c, t, h, w = x.shape
+        x = F.interpolate(x.reshape(n, c * t, h, w), size=(spec.size, spec.size), mode="bilinear",
+                          align_corners=False, antialias=True).reshape(n, c, t, spec.size, spec.size)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
+    return (x - mean) / std
+
+
+def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train on ``ds``'s train split, keep the best on validation in ``out``; returns a summary."""
+    rank, world = _dist()
+    main = rank == 0
+    out = Path(out)
+    state_path = out.with_name(out.stem + ".resume.pt")
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(cfg.seed)
+    train_recs = [r for r in ds.split("train") if r.label is not None]
+    val_recs = [r for r in ds.split("validation") if r.label is not None]
+    if not train_recs:
+        raise ValueError(f"{ds.root}: no labelled clips in the train split")
+    model = build_model(cfg.arch, ds.classes)
+    if cfg.init_2d:
+        from vidviz.models.inflate import inflate_resnet2d
+        inflate_resnet2d(model, cfg.init_2d)
+    spec = model.spec
+    decode_size = int(round(spec.size * 8 / 7))
+    t0 = time.perf_counter()
+    xtr, ytr, bad_tr = decode_split(train_recs, spec, decode_size, cfg.workers, "decode train", not main)
+    xva, yva, bad_va = decode_split(val_recs, spec, spec.size, cfg.workers, "decode validation", not main)
+    for cid, msg in bad_tr + bad_va:
+        if main:
+            log(f"skipped clip {cid}: {msg}")
+    xva = _normalise(xva, spec) if len(xva) else xva
+    partners = torch.from_numpy(flip_partners(ds.classes))
+    model.to(device)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(xtr) / (cfg.batch_size * world))
+    total = steps_per_epoch * cfg.epochs
+    warm = steps_per_epoch
+
+    def lr_at(step):
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    start_epoch, best, history, step = 0, -1.0, [], 0
+    if resume and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optim"])
+        start_epoch, best, history = int(st["epoch"]) + 1, float(st["best"]), list(st["history"])
+        step = start_epoch * steps_per_epoch
+        if main:
+            log(f"resuming after epoch {start_epoch} (best validation top-1 {best:.3f})")
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * start_epoch + rank)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        perm = perm[rank::world]
+        losses = []
+        bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not main)
+        for i in bar:
+            idx = perm[i:i + cfg.batch_size]
+            x, y = augment(xtr[idx], ytr[idx], spec, partners, gen)  # (B, 3, T, S, S), (B,)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = F.cross_entropy(net(x.to(device)), y.to(device), label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            step += 1
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        model.eval()
+        acc = float((predict_logits(model, xva, device).argmax(1) == yva).float().mean()) if len(xva) else 0.0
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "val_top1": acc})
+        if main:
+            log(f"epoch {epoch + 1}: train loss {history[-1]['loss']:.3f}, validation top-1 {acc:.3f}")
+            if acc > best:
+                best = acc
+                save_checkpoint(out, model.cpu(), ds.fingerprint(), {"val_top1": acc, "epoch": epoch + 1})
+                model.to(device)
+            import io
+            buf = io.BytesIO()
+            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "optim": opt.state_dict(),
+                        "epoch": epoch, "best": best, "history": history}, buf)
+            atomic_write_bytes(state_path, buf.getvalue())
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    if world > 1:
+        torch.distributed.barrier()
+    return {"best_val_top1": best, "epochs": len(history), "seconds": time.perf_counter() - t0, "history": history,
+            "train_clips": len(xtr), "out": str(out)}
+
+
+@torch.no_grad()
+def evaluate(model: VideoClassifier, ds: VideoDataset, split: str, workers: int = 2, batch_size: int = 8,
+             device: str = "auto", progress: bool = True) -> dict:
+    """Top-1/top-5, per-class accuracy and the confusion matrix on ``split``."""
+    recs = [r for r in ds.split(split) if r.label is not None]
+    if not recs:
+        raise ValueError(f"{ds.root}: no labelled clips in split {split!r}")
+    dev = pick_device(device)
+    model = model.to(dev).eval()
+    k = model.num_classes
+    conf = np.zeros((k, k), dtype=np.int64)
+    top5 = 0
+    failures = []
+    bar = tqdm(total=len(recs), desc=f"evaluate {split}", unit="clip", disable=not progress)
+    for batch in iterate_batches(recs, model.spec, batch_size, workers):
+        failures += [(recs[i].id, m) for i, m in batch.errors]
+        if batch.x is not None:
+            logits = model(batch.x.to(dev)).float().cpu()  # (B, K)
+            pred = logits.argmax(1)
+            topk = logits.topk(min(5, k), dim=1).indices  # (B, 5)
+            for j, i in enumerate(batch.indices):
+                y = recs[i].label
+                conf[y, int(pred[j])] += 1
+                top5 += int((topk[j] == y).any())
+        bar.update(len(batch.indices) + len(batch.errors))
+    bar.close()
+    n = int(conf.sum())
+    per_class = {ds.classes[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else float("nan")) for c in range(k)}
+    return {"split": split, "clips": n, "top1": float(np.trace(conf) / n) if n else 0.0,
+            "top5": top5 / n if n else 0.0, "per_class": per_class, "confusion": conf, "failures": failures}
+
+
+def load_for_dataset(path: str | Path, ds: VideoDataset) -> VideoClassifier:
+    return load_checkpoint(path, num_classes=len(ds.classes) if ds.classes else None)

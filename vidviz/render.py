@@ -1,0 +1,154 @@
+"""Rendering: jet overlays (red = intense, as in the seed), frame grids, videos, GIFs, plotly figures."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidviz.data.video import write_video
+
+
+def jet(m: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] (H, W) to RGB uint8 (H, W, 3) with the jet colormap (blue low, red high)."""
+    u8 = np.clip(np.asarray(m) * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+def overlay(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend jet maps over frames: frames uint8 (T, H, W, 3), maps (T, H', W') in [0, 1] -> (T, H, W, 3).
+
+    Maps of another size are resized to the frames (bilinear).
+    """
+    t, h, w, _ = frames.shape
+    out = np.empty_like(frames)
+    for i in range(t):
+        m = maps[i]
+        if m.shape != (h, w):
+            m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        heat = jet(m)  # (H, W, 3)
+        out[i] = cv2.addWeighted(frames[i], 1.0 - alpha, heat, alpha, 0.0)
+    return out
+
+
+def signed_overlay(frames: np.ndarray, diff: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Red where ``diff`` > 0, blue where < 0 (a contrast map scaled to [-1, 1]) over frames (T, H, W, 3)."""
+    t, h, w, _ = frames.shape
+    out = np.empty_like(frames)
+    for i in range(t):
+        d = cv2.resize(diff[i].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        col = np.zeros((h, w, 3), np.float32)
+        col[..., 0] = np.clip(d, 0, 1) * 255
+        col[..., 2] = np.clip(-d, 0, 1) * 255
+        a = (np.abs(np.clip(d, -1, 1)) * alpha)[..., None]
+        out[i] = (frames[i] * (1 - a) + col * a).astype(np.uint8)
+    return out
+
+
+def draw_boxes(frames: np.ndarray, boxes: Sequence[Sequence] | None, scale: float, offset: tuple[int, int]) -> np.ndarray:
+    """Draw ground-truth boxes (per frame: objects with ``role``/``xyxy``) on square-cropped frames.
+
+    ``scale`` maps source pixels to frame pixels after subtracting ``offset`` (the crop's x0, y0).
+    Objects acted on are drawn white, hands yellow.
+    """
+    if not boxes:
+        return frames
+    out = frames.copy()
+    colours = {"object": (255, 255, 255), "hand": (255, 220, 0)}
+    for i, fb in enumerate(boxes):
+        for b in fb:
+            if b.role not in colours:
+                continue
+            x1, y1, x2, y2 = b.xyxy
+            p1 = (int((x1 - offset[0]) * scale), int((y1 - offset[1]) * scale))
+            p2 = (int((x2 - offset[0]) * scale), int((y2 - offset[1]) * scale))
+            cv2.rectangle(out[i], p1, p2, colours[b.role], 1)
+    return out
+
+
+def frame_grid(images: np.ndarray, cols: int = 8, pad: int = 2, labels: Sequence[str] | None = None) -> np.ndarray:
+    """Tile uint8 (T, H, W, 3) images into one (rows*H, cols*W, 3) image, with optional labels."""
+    t, h, w, _ = images.shape
+    cols = max(1, min(cols, t))
+    rows = (t + cols - 1) // cols
+    grid = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, 3), 255, np.uint8)
+    for i in range(t):
+        r, c = divmod(i, cols)
+        tile = images[i].copy()
+        if labels is not None:
+            cv2.putText(tile, str(labels[i]), (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tile
+    return grid
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def video_bytes(frames: np.ndarray, fps: float = 4.0, suffix: str = ".webm", min_side: int = 224) -> bytes:
+    """Encode frames (T, H, W, 3) as a browser-playable video (VP8 WebM by default), upscaled to ``min_side``."""
+    t, h, w, _ = frames.shape
+    if min(h, w) < min_side:  # browsers show tiny videos tiny
+        s = min_side / min(h, w)
+        frames = np.stack([cv2.resize(f, (int(round(w * s)) // 2 * 2, int(round(h * s)) // 2 * 2),
+                                      interpolation=cv2.INTER_NEAREST if s >= 2 else cv2.INTER_LINEAR) for f in frames])
+    with tempfile.TemporaryDirectory() as d:
+        p = write_video(Path(d) / f"clip{suffix}", frames, fps)
+        return p.read_bytes()
+
+
+def gif_bytes(frames: np.ndarray, fps: float = 4.0) -> bytes:
+    """Encode frames (T, H, W, 3) as a looping GIF."""
+    from PIL import Image
+
+    imgs = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- plotly figures
+
+def importance_figure(curves: dict[str, np.ndarray], selected: int | None = None, window: tuple[int, int] | None = None,
+                      title: str = "Per-frame importance"):
+    """Line per class of each frame's share of the map; the selected frame and the action window marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, y in curves.items():
+        fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=np.asarray(y).tolist(), mode="lines+markers", name=name))
+    if window is not None:
+        fig.add_vrect(x0=window[0] + 0.5, x1=window[1] + 1.5, fillcolor="green", opacity=0.12, line_width=0,
+                      annotation_text="action", annotation_position="top left")
+    if selected is not None:
+        fig.add_vline(x=selected + 1, line_dash="dash", line_color="red")
+    fig.update_layout(title=title, xaxis_title="frame", yaxis_title="share of the map", height=280,
+                      margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def histogram_figure(counts: dict[str, int], title: str = "Clips per class"):
+    import plotly.graph_objects as go
+
+    names = list(counts)
+    fig = go.Figure(go.Bar(x=[counts[n] for n in names], y=names, orientation="h"))
+    fig.update_layout(title=title, height=max(250, 18 * len(names) + 80), margin=dict(l=10, r=10, t=40, b=30),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def confusion_figure(conf: np.ndarray, classes: Sequence[str], title: str = "Confusion matrix (rows: true)"):
+    import plotly.graph_objects as go
+
+    short = [c if len(c) <= 40 else c[:37] + "..." for c in classes]
+    fig = go.Figure(go.Heatmap(z=conf, x=short, y=short, colorscale="Reds", hovertemplate="true %{y}<br>predicted %{x}<br>%{z} clips<extra></extra>"))
+    fig.update_layout(title=title, height=max(400, 22 * len(classes) + 200), margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis=dict(autorange="reversed"))
+    return fig
