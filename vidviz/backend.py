@@ -213,6 +213,12 @@ class Backend:
         up = upsample(maps, (t, s0, s0))  # (T, S0, S0)
         return normalise(up, norm, scale)
 
+    def display_signed(self, maps: np.ndarray, key: str) -> np.ndarray:
+        """A signed map (T', h, w), e.g. a contrast -> (T, S0, S0) in [-1, 1] (trilinear)."""
+        frames = self.open(key).clip.frames
+        up = upsample(maps, (frames.shape[0], frames.shape[1], frames.shape[1]))  # (T, S0, S0)
+        return up / max(float(np.abs(up).max()), 1e-12)
+
     def curve(self, maps: np.ndarray) -> np.ndarray:
         return importance_curve(maps, self.spec.num_frames)
 

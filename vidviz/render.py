@@ -152,3 +152,14 @@ def confusion_figure(conf: np.ndarray, classes: Sequence[str], title: str = "Con
     fig.update_layout(title=title, height=max(400, 22 * len(classes) + 200), margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(autorange="reversed"))
     return fig
+
+
+def temporal_figure(blank: np.ndarray, title: str = "Blanking one frame: change in target probability"):
+    import plotly.graph_objects as go
+
+    y = np.asarray(blank, dtype=float)
+    fig = go.Figure(go.Bar(x=list(range(1, len(y) + 1)), y=y.tolist(),
+                           marker_color=["#d62728" if v < 0 else "#1f77b4" for v in y]))
+    fig.update_layout(title=title, xaxis_title="blanked frame", yaxis_title="Δ p(target)", height=260,
+                      margin=dict(l=40, r=10, t=40, b=40))
+    return fig

@@ -166,7 +166,7 @@ def contrast(expl: Explanation, cls_a: int, cls_b: int) -> np.ndarray:
 
 def upsample(maps: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     """Trilinear resize of (n, T', h, w) or (T', h, w) maps to (…, T, H, W)."""
-    m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    m = torch.from_numpy(np.array(maps, dtype=np.float32))  # a writable copy
     squeeze = m.dim() == 3
     if squeeze:
         m = m[None]

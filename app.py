@@ -1,0 +1,18 @@
+"""vidviz: what does a video classifier look at? Entry point: ``streamlit run app.py``."""
+
+import streamlit as st
+
+from pages import _shared as ui
+
+st.set_page_config(page_title="vidviz", page_icon="🎞️", layout="wide")
+
+PAGES = [
+    st.Page("pages/browser.py", title="Dataset browser", icon="🗂️", url_path="browser", default=True),
+    st.Page("pages/viewer.py", title="Grad-CAM viewer", icon="🔥", url_path="viewer"),
+    st.Page("pages/gallery.py", title="Confusion gallery", icon="🧩", url_path="gallery"),
+    st.Page("pages/quality.py", title="Saliency quality", icon="🎯", url_path="quality"),
+]
+page = st.navigation(PAGES)
+ui.ensure_default_dataset()
+ui.sidebar()
+page.run()

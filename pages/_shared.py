@@ -1,0 +1,161 @@
+"""UI glue shared by the pages: the cached backend, the sidebar, errors and query params.
+
+No computation here beyond calling :mod:`vidviz`; the library never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from vidviz import config
+from vidviz.backend import Backend
+from vidviz.errors import VidvizError
+
+log = logging.getLogger("vidviz.app")
+DEFAULT_LABEL = "Embedded default (generated Something-Something-like)"
+
+
+def dataset_roots() -> dict[str, Path]:
+    """Dataset choices: the default plus configured roots. Users choose; they never type paths."""
+    roots = {DEFAULT_LABEL: config.DEFAULT_DATA}
+    for p in config.EXTRA_DATA_ROOTS:
+        roots[p.name or str(p)] = p
+    return roots
+
+
+def checkpoints() -> dict[str, Path]:
+    found = {"default.pt (shipped)": config.DEFAULT_CHECKPOINT}
+    for p in sorted(config.CHECKPOINT_DIR.glob("*.pt")):
+        if p.resolve() != config.DEFAULT_CHECKPOINT.resolve() and not p.name.endswith(".resume.pt"):
+            found[p.name] = p
+    return found
+
+
+def ensure_default_dataset() -> None:
+    """Generate the embedded default dataset on first run, with a progress bar."""
+    if (config.DEFAULT_DATA / "labels.json").is_file():
+        return
+    from vidviz.data import synth
+
+    st.info("First run: generating the embedded default dataset "
+            f"({synth.DEFAULT_CLIPS} clips, seed {synth.DEFAULT_SEED}). This happens once.")
+    bar = st.progress(0.0, text="Generating clips...")
+
+    def progress(done, total):
+        bar.progress(done / total, text=f"Generating clips... {done}/{total}")
+
+    try:
+        synth.generate(config.DEFAULT_DATA, synth.DEFAULT_CLIPS, synth.DEFAULT_SEED, synth.DEFAULT_DIFFICULTY,
+                       progress=progress)
+    except Exception as e:  # disk full, permissions...
+        log.exception("default dataset generation failed")
+        st.error(f"Could not generate the default dataset in {config.DEFAULT_DATA}: {e}")
+        st.stop()
+    bar.empty()
+    st.rerun()
+
+
+@st.cache_resource(show_spinner="Loading model and dataset...")
+def get_backend(checkpoint: str, data_root: str) -> Backend:
+    """One backend per checkpoint + dataset, shared by every session (thread-safe)."""
+    return Backend(checkpoint, data_root)
+
+
+def sidebar() -> None:
+    """Dataset, checkpoint and split pickers (kept in session state and the URL)."""
+    roots, ckpts = dataset_roots(), checkpoints()
+    qp = st.query_params
+    with st.sidebar:
+        st.markdown("### vidviz")
+        names = list(roots)
+        want = qp.get("dataset", names[0])
+        st.selectbox("Dataset", names, index=names.index(want) if want in names else 0, key="vv_dataset",
+                     on_change=lambda: _set_param("dataset", st.session_state.vv_dataset))
+        cnames = list(ckpts)
+        cwant = qp.get("checkpoint", cnames[0])
+        st.selectbox("Checkpoint", cnames, index=cnames.index(cwant) if cwant in cnames else 0, key="vv_checkpoint",
+                     on_change=lambda: _set_param("checkpoint", st.session_state.vv_checkpoint))
+        backend = backend_or_none()
+        if backend is not None and backend.dataset is not None:
+            splits = backend.dataset.splits
+            swant = qp.get("split", "test" if "test" in splits else splits[0])
+            st.selectbox("Split", splits, index=splits.index(swant) if swant in splits else 0, key="vv_split",
+                         on_change=lambda: _set_param("split", st.session_state.vv_split))
+            ds = backend.dataset
+            st.caption(f"{len(ds.records)} clips, {len(ds.classes)} classes ({ds.format}); "
+                       f"model: {backend.model.arch}, {len(backend.classes)} classes, on {backend.device.type}.")
+            if ds.problems:
+                with st.expander(f"{len(ds.problems)} clip(s) skipped"):
+                    for where, why in ds.problems[:50]:
+                        st.text(f"{where}: {why}")
+        st.caption("Maps explain class logits (pre-softmax) with Grad-CAM.")
+
+
+def _set_param(name: str, value) -> None:
+    st.query_params[name] = str(value)
+
+
+def backend_or_none() -> Backend | None:
+    roots, ckpts = dataset_roots(), checkpoints()
+    root = roots.get(st.session_state.get("vv_dataset", DEFAULT_LABEL), config.DEFAULT_DATA)
+    ckpt = ckpts.get(st.session_state.get("vv_checkpoint", ""), config.DEFAULT_CHECKPOINT)
+    try:
+        return get_backend(str(ckpt), str(root))
+    except VidvizError as e:
+        st.error(f"Cannot open this dataset/checkpoint: {e}")
+    except Exception as e:
+        log.error("backend failed: %s", traceback.format_exc())
+        st.error(f"Cannot open this dataset/checkpoint ({type(e).__name__}: {e}). Details are in the server log.")
+    return None
+
+
+def backend() -> Backend:
+    b = backend_or_none()
+    if b is None:
+        st.stop()
+    return b
+
+
+def split() -> str:
+    return st.session_state.get("vv_split", st.query_params.get("split", "test"))
+
+
+@contextmanager
+def plain_errors():
+    """Show library errors as one-line ``st.error`` messages, never a traceback."""
+    try:
+        yield
+    except VidvizError as e:  # Streamlit's stop/rerun are BaseExceptions and pass through
+        st.error(str(e))
+    except Exception as e:
+        log.error("page error: %s", traceback.format_exc())
+        st.error(f"Something went wrong ({type(e).__name__}: {e}). Details are in the server log.")
+
+
+def open_in_viewer(clip_id: str, cls: int | None = None) -> None:
+    """Jump to the viewer with ``clip_id`` (and ``cls``) selected."""
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in ("dataset", "checkpoint", "split")}
+    params["clip"] = str(clip_id)
+    if cls is not None:
+        params["cls"] = str(int(cls))
+    for k in ("vv_clip", "vv_cls", "vv_cls_a", "vv_cls_b", "vv_frame"):
+        st.session_state.pop(k, None)
+    st.switch_page("pages/viewer.py", query_params=params)
+
+
+def stored_predictions(b: Backend, split_name: str):
+    """Predictions of a precomputed store for this checkpoint + dataset + split, when one exists."""
+    try:
+        from vidviz import store as vstore
+    except ImportError:
+        return None
+    try:
+        st_ = vstore.open_store_for(b, split_name)
+    except VidvizError:
+        return None
+    return None if st_ is None else st_.prediction_columns()

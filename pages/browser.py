@@ -1,0 +1,50 @@
+"""Dataset browser: filter and page through clips, preview one, open it in the viewer."""
+
+import streamlit as st
+
+from pages import _shared as ui
+from vidviz import render, tables
+
+st.title("Dataset browser")
+b = ui.backend()
+ds = b.dataset
+
+
+@st.cache_data(show_spinner="Indexing clips...", max_entries=8)
+def clip_table(checkpoint: str, root: str, fingerprint: str):
+    return tables.clip_table(ds)
+
+
+with ui.plain_errors():
+    df = clip_table(b.model.checkpoint_path, str(ds.root), ds.fingerprint())
+    store_preds = ui.stored_predictions(b, ui.split())
+    c1, c2, c3 = st.columns([3, 2, 1])
+    chosen = c1.multiselect("Classes", ds.classes, key="br_classes", placeholder="All classes")
+    text = c2.text_input("Search id, label or object", key="br_text", placeholder="e.g. red cube")
+    size = c3.selectbox("Rows per page", [25, 50, 100], index=1, key="br_size")
+    rows = tables.filter_table(df, chosen, ui.split(), text)
+    pages = max(1, -(-len(rows) // size))
+    page_no = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="br_page")
+    page = tables.with_video_info(tables.page_of(rows, page_no, size), ds, b.spec.default_source_fps)
+    if store_preds is not None:
+        page = page.merge(store_preds, on="id", how="left")
+    st.caption(f"{len(rows)} of {len(df)} clips match. Click a row to preview it.")
+    event = st.dataframe(page.drop(columns=["label_index"]), hide_index=True, on_select="rerun",
+                         selection_mode="single-row", key="br_table", width="stretch")
+    selected = event.selection.rows if event is not None else []
+
+    left, right = st.columns([3, 2])
+    with left:
+        if selected:
+            row = page.iloc[selected[0]]
+            rec = ds.get(str(row["id"]))
+            st.subheader(f"Clip {rec.id}")
+            st.markdown(f"**True label:** {rec.template or '(unknown)'}  \n"
+                        f"**Objects:** {', '.join(rec.placeholders) or '-'}  \n**Split:** {rec.split}")
+            st.video(rec.path.read_bytes() if rec.path.is_file() else None, format="video/webm")
+            if st.button("Open in Grad-CAM viewer", type="primary", key="br_open"):
+                ui.open_in_viewer(rec.id)
+        else:
+            st.info("Select a clip in the table to preview it and open it in the viewer.")
+    with right:
+        st.plotly_chart(render.histogram_figure(tables.class_counts(rows)), key="br_hist", width="stretch")

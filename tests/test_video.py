@@ -1,0 +1,136 @@
+"""Real decoding of real encoded files, sampling arithmetic, and bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import moving_square_frames, write_vp9
+from vidviz.data.video import (InputSpec, centre_square, load_clip, probe, read_frames, sample_indices, to_tensor,
+                               write_video)
+from vidviz.errors import InputTooLargeError, VideoError
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mp4", ".avi"])
+def test_decode_counts_frames_and_keeps_order(tmp_path, suffix):
+    frames = moving_square_frames(30)
+    p = write_video(tmp_path / f"v{suffix}", frames, 12.0)
+    info = probe(p)
+    assert info.num_frames == 30
+    assert (info.height, info.width) == (64, 96)
+    assert info.fps == pytest.approx(12.0)
+    got = read_frames(p, np.array([0, 10, 29]))
+    assert got.shape == (3, 64, 96, 3)
+    tags = got[:, 2, 2, 0].astype(int)  # brightness tag i * 8 survives lossy coding within a few levels
+    assert np.allclose(tags, [0, 80, 232], atol=12)
+
+
+def test_decode_vp9_webm(tmp_path):
+    frames = moving_square_frames(12)
+    p = tmp_path / "v9.webm"
+    assert write_vp9(p, frames), "this OpenCV build cannot write VP9"
+    assert probe(p).num_frames == 12
+    assert read_frames(p, np.array([11])).shape == (1, 64, 96, 3)
+
+
+def test_jpeg_folder(tmp_path):
+    import cv2
+
+    d = tmp_path / "00042"
+    d.mkdir()
+    for i, f in enumerate(moving_square_frames(20)):
+        cv2.imwrite(str(d / f"{i + 1:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    info = probe(d)
+    assert info.num_frames == 20 and info.fps == 12.0
+    got = read_frames(d, np.array([5, 19]))
+    assert np.allclose(got[:, 2, 2, 0].astype(int), [40, 152], atol=10)
+
+
+def test_sample_indices_rate_centring_and_padding():
+    # 16 frames at 4 fps from 12 fps: step 3, span 46; a 60-frame video centres at start 7
+    idx = sample_indices(60, 12.0, 16, 4.0)
+    assert np.all(np.diff(idx) == 3)
+    assert idx[0] == 7 and idx[-1] == 52
+    # short video: starts at 0 and repeats the last frame
+    idx = sample_indices(20, 12.0, 16, 4.0)
+    assert idx[0] == 0 and idx.max() == 19 and list(idx[-5:]) == [19] * 5
+    # same rate: consecutive frames, centred
+    idx = sample_indices(100, 25.0, 8, 25.0)
+    assert list(idx) == list(range(46, 54))
+
+
+def test_load_clip_crops_square_and_normalises(video_file):
+    spec = InputSpec(num_frames=8, fps=4.0, size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    clip = load_clip(video_file, spec)
+    assert clip.frames.shape == (8, 64, 64, 3)
+    assert clip.crop == (16, 0, 64)
+    x = to_tensor(clip.frames, spec)
+    assert x.shape == (3, 8, 32, 32)
+    raw = torch.from_numpy(clip.frames[0, ::2, ::2, 0].astype(np.float32) / 255)
+    assert torch.allclose(x[0, 0], (raw - 0.5) / 0.25, atol=0.6)  # same picture after resize + normalise
+    assert float(x.max()) == pytest.approx((1 - 0.5) / 0.25, abs=0.05)
+
+
+def test_grayscale_and_odd_sized(tmp_path):
+    p = write_video(tmp_path / "g.avi", moving_square_frames(10, h=63, w=81, gray=True), 12.0)
+    clip = load_clip(p, InputSpec(num_frames=4, size=16))
+    assert clip.frames.shape[1:] == (62, 62, 3)  # even-cropped by the writer, then squared
+    sq, crop = centre_square(np.zeros((2, 7, 11, 3), np.uint8))
+    assert sq.shape == (2, 7, 7, 3) and crop == (2, 0, 7)
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"", "empty"),
+    (b"this is not a video at all" * 100, "not a readable video"),
+    (b"\x1a\x45\xdf\xa3" + b"\x00" * 50, "video"),
+])
+def test_bad_files_raise_typed_one_line_errors(tmp_path, content, problem):
+    p = tmp_path / "bad.webm"
+    p.write_bytes(content)
+    with pytest.raises(VideoError) as e:
+        load_clip(p, InputSpec())
+    msg = str(e.value)
+    assert str(p) in msg and problem in msg and "\n" not in msg
+
+
+def test_truncated_video_decodes_what_is_there_or_fails_cleanly(tmp_path):
+    p = write_video(tmp_path / "t.avi", moving_square_frames(40), 12.0)
+    data = p.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    try:
+        info = probe(cut)
+    except VideoError as e:
+        assert str(cut) in str(e)
+    else:
+        assert 0 < info.num_frames < 40  # counted by decoding, not from the (now wrong) header
+    cut2 = tmp_path / "cut2.avi"
+    cut2.write_bytes(data[:300])
+    with pytest.raises(VideoError):
+        probe(cut2)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoError, match="not found"):
+        probe(tmp_path / "nope.mp4")
+
+
+def test_huge_frames_are_refused(tmp_path, monkeypatch):
+    import vidviz.data.video as v
+
+    p = write_video(tmp_path / "big.avi", moving_square_frames(3, h=64, w=96), 12.0)
+    monkeypatch.setattr(v, "MAX_FRAME_PIXELS", 1000)
+    v._probe_cached.cache_clear()
+    with pytest.raises(InputTooLargeError, match="larger than"):
+        v.probe(p)
+
+
+def test_long_videos_are_refused(tmp_path, monkeypatch):
+    import vidviz.data.video as v
+
+    p = write_video(tmp_path / "long.avi", moving_square_frames(30), 12.0)
+    monkeypatch.setattr(v, "MAX_SOURCE_FRAMES", 20)
+    v._probe_cached.cache_clear()
+    with pytest.raises(InputTooLargeError, match="more than 20 frames"):
+        v.probe(p)
