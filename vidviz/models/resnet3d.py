@@ -205,7 +205,7 @@ def build_resnet3d(cfg: ResNet3dConfig, classes: Sequence[str], spec: InputSpec,
 IMAGENET_SPEC = InputSpec(num_frames=16, fps=4.0, size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 TINY_SPEC = InputSpec(num_frames=16, fps=4.0, size=112, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
 TINY_CONFIG = ResNet3dConfig(block="basic", layers=[1, 1, 1, 1], widths=[16, 32, 64, 128], strides=[1, 2, 2, 1],
-                             stem_channels=16, stem_kernel=5, dropout=0.3)
+                             stem_channels=16, stem_kernel=5, dropout=0.2)
 
 
 def i3d_resnet50(classes: Sequence[str], spec: InputSpec = IMAGENET_SPEC, **overrides) -> VideoClassifier:

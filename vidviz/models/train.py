@@ -32,9 +32,9 @@ from vidviz.models.resnet3d import VideoClassifier
 @dataclass
 class TrainConfig:
     arch: str = "i3d_resnet_tiny"  # architecture name (vidviz.models.ARCHS)
-    epochs: int = 14  # passes over the training split
+    epochs: int = 16  # passes over the training split
     batch_size: int = 16  # clips per step (per rank)
-    lr: float = 2e-3  # AdamW peak learning rate (cosine decay, 1 epoch warm-up)
+    lr: float = 3e-3  # AdamW peak learning rate (cosine decay after a half-epoch warm-up)
     weight_decay: float = 0.05  # AdamW weight decay
     workers: int = 2  # DataLoader decoding processes
     seed: int = 0  # shuffling and augmentation
@@ -159,14 +159,14 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             log(f"skipped clip {cid}: {msg}")
     xva = _normalise(xva, spec) if len(xva) else xva
     partners = torch.from_numpy(flip_partners(ds.classes))
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last_3d)  # ~25% faster 3D convs on CPU
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(xtr) / (cfg.batch_size * world))
     total = steps_per_epoch * cfg.epochs
-    warm = steps_per_epoch
+    warm = max(1, steps_per_epoch // 2)
 
     def lr_at(step):
         if step < warm:
@@ -195,7 +195,8 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             x, y = augment(xtr[idx], ytr[idx], spec, partners, gen)  # (B, 3, T, S, S), (B,)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            loss = F.cross_entropy(net(x.to(device)), y.to(device), label_smoothing=0.1)
+            x = x.to(device, memory_format=torch.channels_last_3d)
+            loss = F.cross_entropy(net(x), y.to(device), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -212,7 +213,7 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             if acc > best:
                 best = acc
                 save_checkpoint(out, model.cpu(), ds.fingerprint(), {"val_top1": acc, "epoch": epoch + 1})
-                model.to(device)
+                model.to(device, memory_format=torch.channels_last_3d)
             import io
             buf = io.BytesIO()
             torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "optim": opt.state_dict(),

@@ -1,0 +1,277 @@
+"""Explainer oracles (captum, a reference Grad-CAM++), thread safety, temporal tests, backend, rendering."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidviz import render
+from vidviz.data import synth
+from vidviz.data.video import InputSpec, load_clip, write_video
+from vidviz.explain.cam import autograd_cams, cams_for_all_classes, contrast, explain, normalise, upsample
+from vidviz.explain.temporal import importance_curve, perturbation_tests
+from vidviz.models import i3d_resnet_tiny, save_checkpoint
+from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
+
+
+def random_model(seed: int = 0) -> VideoClassifier:
+    torch.manual_seed(seed)
+    m = i3d_resnet_tiny(list(synth.TEMPLATES))
+    for mod in m.modules():  # undo zero-init so every block contributes
+        if isinstance(mod, nn.BatchNorm3d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+    return m.eval()
+
+
+def clip_tensor(seed: int = 0, t: int = 16, s: int = 112) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, t, s, s, generator=g)
+
+
+def hook_counts(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def captum_gradcam(model, layer_module, x, target):
+    from captum.attr import LayerGradCam
+
+    return LayerGradCam(model, layer_module).attribute(x, target=target, relu_attributions=True)[0, 0].detach()
+
+
+def assert_rel_close(a, b, rel=1e-5):
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    scale = max(float(b.abs().max()), 1e-12)
+    assert float((a - b).abs().max()) <= rel * scale, float((a - b).abs().max()) / scale
+
+
+def test_one_pass_gradcam_equals_captum_at_the_last_block():
+    m, x = random_model(), clip_tensor()
+    _, logits, maps = cams_for_all_classes(m, x)
+    assert maps.shape == (12, 16, 7, 7)
+    for c in (0, 5, 11):
+        ref = captum_gradcam(m, m.stages["layer4"], x, c)
+        assert ref.shape == (16, 7, 7)
+        assert_rel_close(maps[c], ref)
+
+
+def test_autograd_gradcam_equals_captum_at_an_intermediate_layer():
+    m, x = random_model(1), clip_tensor(1)
+    classes = [2, 7, 9]
+    _, maps = autograd_cams(m, x, "layer2", classes, "gradcam")
+    assert maps.shape == (3, 16, 14, 14)
+    for i, c in enumerate(classes):
+        assert_rel_close(maps[i], captum_gradcam(m, m.stages["layer2"], x, c))
+
+
+def test_autograd_path_equals_one_pass_path_at_the_last_block():
+    m, x = random_model(2), clip_tensor(2)
+    _, _, maps_fast = cams_for_all_classes(m, x)
+    _, maps_slow = autograd_cams(m, x, m.last_layer, list(range(12)), "gradcam")
+    assert_rel_close(maps_slow, maps_fast)
+
+
+def reference_gradcam_pp(model, x, layer, c):
+    """Grad-CAM++ written out plainly, in float64, one channel at a time."""
+    a = model.run(x, stop=layer).detach().requires_grad_(True)
+    score = model.head(model.run(a, start=layer))[0, c]
+    (g,) = torch.autograd.grad(score, a)
+    A, G = a.detach()[0].double().numpy(), g[0].double().numpy()
+    out = np.zeros(A.shape[1:])
+    for k in range(A.shape[0]):
+        g1 = G[k]
+        num = g1 ** 2
+        den = 2 * g1 ** 2 + A[k].sum() * g1 ** 3
+        alpha = np.where(g1 != 0, num / np.where(den != 0, den, 1.0), 0.0)
+        w = (alpha * np.maximum(g1, 0)).sum()
+        out += w * A[k]
+    return np.maximum(out, 0)
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer4"])
+def test_gradcam_pp_equals_reference(layer):
+    m, x = random_model(3), clip_tensor(3)
+    _, maps = autograd_cams(m, x, layer, [1, 4], "gradcam++")
+    for i, c in enumerate([1, 4]):
+        assert_rel_close(maps[i], torch.from_numpy(reference_gradcam_pp(m, x, layer, c)), rel=1e-4)
+
+
+def test_explanation_is_immutable_and_complete():
+    m, x = random_model(), clip_tensor()
+    e = explain(m, x)
+    assert e.maps.shape == (12, 16, 7, 7) and e.layer == "layer4" and e.method == "gradcam"
+    assert abs(float(e.probs.sum()) - 1) < 1e-5 and e.top[0][1] == pytest.approx(float(e.probs.max()))
+    with pytest.raises(ValueError):
+        e.maps[0, 0, 0, 0] = 1.0
+    with pytest.raises(Exception):
+        e.method = "x"
+    d = contrast(e, 0, 1)
+    assert np.allclose(d, e.map_for(0) - e.map_for(1))
+
+
+def test_no_state_left_on_the_model_and_threads_agree():
+    m = random_model(4)
+    clips = [clip_tensor(100 + i) for i in range(8)]
+    before = hook_counts(m)
+    sequential = [autograd_cams(m, c, "layer3", [i, (i + 1) % 12], "gradcam")[1] for i, c in enumerate(clips)]
+    fast_seq = [cams_for_all_classes(m, c)[2] for c in clips]
+    with ThreadPoolExecutor(8) as pool:
+        slow = list(pool.map(lambda i: autograd_cams(m, clips[i], "layer3", [i, (i + 1) % 12], "gradcam")[1], range(8)))
+        fast = list(pool.map(lambda i: cams_for_all_classes(m, clips[i])[2], range(8)))
+    for a, b in zip(sequential + fast_seq, slow + fast, strict=True):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
+    assert hook_counts(m) == before
+    assert all(p.grad is None for p in m.parameters())
+    with pytest.raises(IndexError):  # fails after the forward pass
+        autograd_cams(m, clips[0], "layer3", [99], "gradcam")
+    assert hook_counts(m) == before and all(p.grad is None for p in m.parameters())
+
+
+def test_unknown_layer_and_method_are_plain_errors():
+    m, x = random_model(), clip_tensor()
+    with pytest.raises(ValueError, match="unknown layer 'layer9'"):
+        autograd_cams(m, x, "layer9", [0])
+    with pytest.raises(ValueError, match="unknown method"):
+        autograd_cams(m, x, "layer3", [0], "lime")
+
+
+def test_upsample_and_normalise():
+    maps = np.zeros((4, 2, 2), np.float32)
+    maps[1, 0, 0] = 2.0
+    up = upsample(maps, (8, 16, 16))
+    assert up.shape == (8, 16, 16) and up.max() > 0
+    peak = np.unravel_index(np.argmax(up), up.shape)
+    assert 1 <= peak[0] <= 3 and peak[1] < 8 and peak[2] < 8
+    assert normalise(up).max() == pytest.approx(1.0)
+    per = normalise(up + 1e-3, "frame")
+    assert np.allclose(per.reshape(8, -1).max(1), 1.0)
+    assert normalise(up, "global", scale=4.0).max() == pytest.approx(up.max() / 4.0)
+
+
+class FrameReader(nn.Module):
+    """A 'network' that only looks at frame k."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv3d(3, 4, 1)
+
+    def forward(self, x):
+        mask = torch.zeros(1, 1, x.shape[2], 1, 1)
+        mask[:, :, self.k] = 1.0
+        return torch.relu(self.conv(x * mask))  # (B, 4, T, H, W)
+
+
+def frame_reader_model(k: int) -> VideoClassifier:
+    torch.manual_seed(0)
+    head = PoolLinearHead(4, 3)
+    return VideoClassifier([("only", FrameReader(k))], head, ["a", "b", "c"], InputSpec(size=16), "test").eval()
+
+
+def test_blanking_finds_the_frame_the_model_reads():
+    m = frame_reader_model(5)
+    x = torch.rand(1, 3, 8, 16, 16) + 0.5
+    rep = perturbation_tests(m, x, target=0)
+    changed = np.flatnonzero(np.abs(rep.blank) > 1e-7)
+    assert changed.tolist() == [5]
+    assert abs(rep.freeze) > 1e-6  # frame 5 replaced by frame 1
+    maps = cams_for_all_classes(m, x)[2].numpy()  # (3, T, h, w)
+    cam = maps[maps.sum((1, 2, 3)).argmax()]
+    assert cam.sum() > 0
+    curve = importance_curve(cam)
+    assert curve.argmax() == 5 and curve.sum() == pytest.approx(1.0)
+
+
+def test_importance_curve_resamples():
+    cam = np.zeros((4, 2, 2))
+    cam[2] = 1
+    c = importance_curve(cam, 8)
+    assert c.shape == (8,) and c.sum() == pytest.approx(1.0) and 4 <= c.argmax() <= 5
+
+
+def test_render_overlay_is_red_where_the_map_is_high_and_videos_decode(tmp_path):
+    frames = np.full((4, 32, 32, 3), 128, np.uint8)
+    maps = np.zeros((4, 8, 8), np.float32)
+    maps[:, :4, :4] = 1.0
+    ov = render.overlay(frames, maps, 0.6)
+    hot, cold = ov[0, 2, 2], ov[0, 30, 30]
+    assert hot[0] > hot[2] + 50  # red
+    assert cold[2] > cold[0] + 30  # blue
+    grid = render.frame_grid(ov, cols=2)
+    assert grid.shape == (2 * 32 + 2, 2 * 32 + 2, 3)
+    webm = tmp_path / "o.webm"
+    webm.write_bytes(render.video_bytes(ov, 4.0, min_side=64))
+    assert load_clip(webm, InputSpec(num_frames=4, fps=4.0)).info.num_frames == 4
+    assert render.gif_bytes(ov).startswith(b"GIF89a")
+    assert render.png_bytes(grid).startswith(b"\x89PNG")
+
+
+@pytest.fixture(scope="module")
+def backend_setup(tiny_ds, tmp_path_factory):
+    from vidviz.backend import Backend
+
+    d = tmp_path_factory.mktemp("be")
+    ck = save_checkpoint(d / "m.pt", random_model(5))
+    return Backend(ck, tiny_ds), d
+
+
+def test_backend_class_switch_costs_no_forward(backend_setup):
+    b, _ = backend_setup
+    calls = {"n": 0}
+    orig = b.model.features
+
+    def counting(x):
+        calls["n"] += 1
+        return orig(x)
+
+    b.model.features = counting
+    try:
+        key = b.dataset.records[0].id
+        e1 = b.explain(key, [0])
+        assert calls["n"] == 1
+        e2 = b.explain(key, [7])
+        e3 = b.explain(key)
+        assert calls["n"] == 1  # the maps of every class came from the first forward
+        assert e3.maps.shape[0] == 12 and np.allclose(e2.map_for(7), e3.map_for(7))
+        assert not np.allclose(e1.map_for(0), e2.map_for(7))
+        b.explain(key, [0], "gradcam++", "layer3")
+        assert calls["n"] == 1  # autograd path reuses the cached input, runs its own partial forward
+    finally:
+        del b.model.features
+
+
+def test_backend_lru_is_bounded_in_bytes():
+    from vidviz.backend import LRUBytes
+
+    c = LRUBytes(100)
+    for i in range(10):
+        c.put(i, i, 30)
+    assert len(c) == 3 and c.total_bytes == 90 and c.get(0) is None and c.get(9) == 9
+    c.get(7)
+    c.put(10, 10, 30)
+    assert c.get(7) == 7 and c.get(8) is None
+
+
+def test_backend_uploads_and_bad_files(backend_setup, tmp_path):
+    from vidviz.errors import VideoError
+
+    b, _ = backend_setup
+    frames = synth.render_clip(3, seed=1, index=1).frames
+    p = write_video(tmp_path / "mine.mp4", frames, 12.0)
+    key = b.register_upload("mine.mp4", p.read_bytes())
+    assert key.startswith("upload:") and len(b.predict(key)) == 12
+    with pytest.raises(VideoError, match="notes.txt"):
+        b.register_upload("notes.txt", b"hello")
+    with pytest.raises(VideoError, match="broken.mp4.*not a readable video"):
+        b.register_upload("broken.mp4", b"\x00" * 5000)
+
+
+def test_backend_ground_truth_maps_to_displayed_frames(backend_setup):
+    b, _ = backend_setup
+    key = b.dataset.records[0].id
+    boxes, window = b.ground_truth(key)
+    assert len(boxes) == 16 and window is not None and 0 <= window[0] <= window[1] < 16
