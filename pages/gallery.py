@@ -1,6 +1,102 @@
-"""Confusion gallery (lands with the precomputed store)."""
+"""Confusion gallery: positive, medium and negative cases of a whole split, like the seed's examples."""
 
+import numpy as np
 import streamlit as st
 
+from pages import _shared as ui
+from vidviz import gallery, render, store
+from vidviz.data.video import load_clip
+from vidviz.explain.cam import normalise, upsample
+
 st.title("Confusion gallery")
-st.info("The confusion gallery needs a precomputed store; it is not available in this build yet.")
+b = ui.backend()
+ds = b.dataset
+split = ui.split()
+
+with ui.plain_errors():
+    st_ = store.open_store_for(b, split)
+    if st_ is None:
+        st.warning(f"No precomputed predictions for the **{split}** split with this checkpoint yet.")
+        st.caption(f"{len(ds.split(split))} clips; the same as `vidviz precompute --split {split}`.")
+        if st.button(f"Compute predictions and maps for {split}", type="primary", key="ga_compute"):
+            bar = st.progress(0.0, text="Starting...")
+
+            def progress(done, total):
+                bar.progress(done / max(total, 1), text=f"{done}/{total} clips")
+
+            store.precompute(b.model, ds, split, store.store_dir(ds, b.checkpoint_hash, split), progress=progress)
+            st.rerun()
+        st.stop()
+
+    counts = st_.counts()
+    k = st_.meta["k"]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Positive (top-1 correct)", counts["positive"])
+    m2.metric(f"Medium (true class ranked 2-{k})", counts["medium"])
+    m3.metric(f"Negative (true class below {k})", counts["negative"])
+    m4.metric("Clips", len(st_.table))
+
+    classes = st_.classes
+    opts = [None, *range(len(classes))]
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
+    sort = c3.selectbox("Sort by", list(gallery.SORTS), key="ga_sort",
+                        help="confidence: most confident first; margin: closest calls first; entropy: most uncertain first")
+    per_page = c4.selectbox("Per page", [6, 12, 24], index=1, key="ga_per_page")
+    true_cls = c1.selectbox("True class", opts, key="ga_true", format_func=lambda c: "any" if c is None else classes[c])
+    pred_cls = c2.selectbox("Predicted class", opts, key="ga_pred",
+                            format_func=lambda c: "any" if c is None else classes[c])
+
+    @st.cache_data(max_entries=512, show_spinner=False)
+    def strip(store_path: str, clip_id: str, row: int, cls: int, _maps: np.ndarray | None) -> np.ndarray:
+        clip = load_clip(ds.get(clip_id).path, b.spec)
+        frames = clip.frames[::4]  # 4 of the 16 frames
+        if _maps is None:
+            return np.concatenate(list(frames), axis=1)
+        up = normalise(upsample(_maps, (len(clip.frames), *clip.frames.shape[1:3])))[::4]  # (4, S0, S0)
+        return np.concatenate(list(render.overlay(frames, up, 0.5)), axis=1)
+
+    def card(row):
+        r = int(row.Index)
+        with st.container(border=True):
+            try:
+                st.image(strip(str(st_.path), str(row.id), r, int(row.pred), st_.map_of(r, int(row.pred))),
+                         width="stretch", output_format="JPEG")
+            except Exception as e:  # one unreadable clip must not break the gallery
+                st.caption(f"(no preview: {e})")
+            st.markdown(f"**True label: {row.true_name}**  \n"
+                        f"1. {classes[int(row.topk[0])]}: {row.topk_prob[0]:.2f}  \n"
+                        f"2. {classes[int(row.topk[1])]}: {row.topk_prob[1]:.2f}")
+            st.caption(f"clip {row.id} · true class ranked {row.true_rank} · margin {row.margin:.2f}")
+            if st.button("Open in viewer", key=f"ga_open_{row.id}"):
+                ui.open_in_viewer(str(row.id), int(row.pred))
+
+    tabs = st.tabs([f"Positive ({counts['positive']})", f"Medium ({counts['medium']})",
+                    f"Negative ({counts['negative']})"])
+    for tab, case in zip(tabs, store.CASES, strict=True):
+        with tab:
+            rows = gallery.select(st_.table, case, sort, true_cls, pred_cls)
+            if rows.empty:
+                st.info("No clip in this case with these filters.")
+                continue
+            pages = max(1, -(-len(rows) // per_page))
+            page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"ga_page_{case}")
+            chunk = rows.iloc[(page - 1) * per_page: page * per_page]
+            cols = st.columns(3)
+            for i, row in enumerate(chunk.itertuples()):
+                with cols[i % 3]:
+                    card(row)
+
+    st.subheader("Where the model confuses classes")
+    conf = st_.confusion()
+    left, right = st.columns([3, 2])
+    left.plotly_chart(render.confusion_figure(conf, classes), key="ga_conf", width="stretch")
+    pairs = gallery.confused_pairs(conf, classes)
+    with right:
+        st.caption("Most confused pairs: select a row to show those clips above.")
+        ev = st.dataframe(pairs.drop(columns=["true_idx", "pred_idx"]), hide_index=True, on_select="rerun",
+                          selection_mode="single-row", key="ga_pairs", width="stretch")
+        if ev is not None and ev.selection.rows:
+            sel = pairs.iloc[ev.selection.rows[0]]
+            if (st.session_state.get("ga_true"), st.session_state.get("ga_pred")) != (int(sel.true_idx), int(sel.pred_idx)):
+                st.session_state.ga_true, st.session_state.ga_pred = int(sel.true_idx), int(sel.pred_idx)
+                st.rerun()

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="checkpoint to write (the best on validation)")
     t.add_argument("--epochs", type=int, default=16)
     t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-2d", default=None, help="torchvision ResNet-50 weights to inflate (i3d_resnet50)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")

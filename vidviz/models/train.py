@@ -34,8 +34,8 @@ class TrainConfig:
     arch: str = "i3d_resnet_tiny"  # architecture name (vidviz.models.ARCHS)
     epochs: int = 16  # passes over the training split
     batch_size: int = 16  # clips per step (per rank)
-    lr: float = 3e-3  # AdamW peak learning rate (cosine decay after a half-epoch warm-up)
-    weight_decay: float = 0.05  # AdamW weight decay
+    lr: float = 1e-3  # AdamW peak learning rate (cosine decay after a half-epoch warm-up)
+    weight_decay: float = 0.01  # AdamW weight decay
     workers: int = 2  # DataLoader decoding processes
     seed: int = 0  # shuffling and augmentation
     cache_mb: int = 6000  # keep decoded clips in memory when they fit in this budget

@@ -1,0 +1,246 @@
+"""``vidviz bench``: benchmarks that print figures (never timed tests).
+
+    vidviz bench model       forward clips/s: default model, and i3d_resnet50 at 16x3x224x224
+    vidviz bench explain     one clip: forward, all classes (one pass), autograd, batched top-5, captum
+    vidviz bench app         server-side time of a viewer class switch and of opening an uncached clip
+    vidviz bench gallery     gallery data path on a synthetic 220,847-clip store: time and peak memory
+    vidviz bench precompute  precompute throughput vs plain batched inference of the same clips
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidviz import config
+
+
+def _time(fn, repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in ms."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ts)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_model(a) -> None:
+    from vidviz.models import i3d_resnet50, load_checkpoint
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    m = load_checkpoint(a.checkpoint).eval()
+    x = torch.randn(8, 3, m.spec.num_frames, m.spec.size, m.spec.size)
+    with torch.no_grad():
+        ms = _time(lambda: m(x), repeat=5)
+    print(f"{m.arch} (default checkpoint) forward, batch 8 of 3x{m.spec.num_frames}x{m.spec.size}x{m.spec.size}: "
+          f"{8000 / ms:.1f} clips/s ({ms / 8:.1f} ms/clip)")
+    big = i3d_resnet50([f"c{i}" for i in range(174)]).eval()
+    xb = torch.randn(1, 3, 16, 224, 224)
+    with torch.no_grad():
+        ms = _time(lambda: big(xb), repeat=2, warmup=1)
+    print(f"i3d_resnet50 forward, batch 1 of 3x16x224x224: {1000 / ms:.2f} clips/s ({ms:.0f} ms/clip)")
+
+
+def bench_explain(a) -> None:
+    from vidviz.backend import Backend
+    from vidviz.explain.cam import autograd_cams, cams_for_all_classes
+
+    b = Backend(a.checkpoint, a.data)
+    m = b.model
+    key = b.dataset.split("test")[0].id
+    x = b.open(key).x
+    mid = m.layer_names[-2]
+    top5 = [c for c, _ in b.open(key).top[:5]]
+    rows = []
+    with torch.no_grad():
+        fwd = _time(lambda: m(x), repeat=a.repeat)
+    rows.append(("plain forward", fwd))
+    rows.append(("all classes, one pass (last block)", _time(lambda: cams_for_all_classes(m, x), repeat=a.repeat)))
+    one_last = _time(lambda: autograd_cams(m, x, m.last_layer, [top5[0]]), repeat=a.repeat)
+    rows.append(("Grad-CAM one class, autograd (last block)", one_last))
+    one_mid = _time(lambda: autograd_cams(m, x, mid, [top5[0]]), repeat=a.repeat)
+    rows.append((f"Grad-CAM one class, autograd ({mid})", one_mid))
+    five_mid = _time(lambda: autograd_cams(m, x, mid, top5), repeat=a.repeat)
+    rows.append((f"Grad-CAM top-5 batched ({mid})", five_mid))
+    try:
+        from captum.attr import LayerGradCam
+
+        lgc = LayerGradCam(m, m.stages[m.last_layer])
+        rows.append(("captum LayerGradCam, one class (last block)",
+                     _time(lambda: lgc.attribute(x, target=top5[0]), repeat=a.repeat)))
+        rows.append(("captum LayerGradCam, all classes (last block)",
+                     _time(lambda: [lgc.attribute(x, target=c) for c in range(m.num_classes)], repeat=1, warmup=0)))
+    except ImportError:
+        print("captum not installed: skipped")
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        with GradCAM(model=m, target_layers=[m.stages[m.last_layer]]) as cam:
+            rows.append(("pytorch-grad-cam GradCAM, one class",
+                         _time(lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(top5[0])]), repeat=a.repeat)))
+    except Exception as e:  # not installed, or its 5D support fails
+        print(f"pytorch-grad-cam: skipped ({type(e).__name__})")
+    print(f"clip {key}, model {m.arch}, input {tuple(x.shape)}, {torch.get_num_threads()} threads, median of {a.repeat}")
+    for name, ms in rows:
+        print(f"  {name:48s} {ms:9.1f} ms  {ms / fwd:6.2f}x forward")
+    print(f"all classes / forward = {rows[1][1] / fwd:.2f} (target <= 1.1); "
+          f"top-5 batched / one class at {mid} = {five_mid / one_mid:.2f} (target <= 1.5)")
+
+
+def bench_app(a) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ.setdefault("VIDVIZ_DATA", str(a.data))
+    app = str(config.PROJECT_ROOT / "app.py")
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params["clip"] = a.clip or ""
+    at.run()
+    at.switch_page("pages/viewer.py")
+    at.run()
+    sel = next(s for s in at.selectbox if s.label.startswith("Target class"))
+    switch = []
+    for opt in sel.options[1:6]:
+        sel = next(s for s in at.selectbox if s.label.startswith("Target class"))
+        sel.select(opt)
+        t0 = time.perf_counter()
+        at.run()
+        switch.append((time.perf_counter() - t0) * 1000)
+    ids = [r.id for r in __import__("vidviz.data.datasets", fromlist=["open_dataset"]).open_dataset(a.data).split("test")]
+    opens, fwd = [], []
+    from vidviz.backend import Backend
+
+    b = Backend(a.checkpoint, a.data)
+    x = b.open(ids[0]).x
+    with torch.no_grad():
+        f_ms = _time(lambda: b.model(x), repeat=5)
+    for cid in ids[-6:-1]:
+        at.text_input(key="vw_clip").set_value(cid)
+        t0 = time.perf_counter()
+        at.run()
+        opens.append((time.perf_counter() - t0) * 1000)
+        fwd.append(f_ms)
+    err = [e.value for e in at.exception]
+    print(f"viewer, server-side (AppTest script run), median of {len(switch)} / {len(opens)}:")
+    print(f"  class switch:        {statistics.median(switch):7.1f} ms (target <= 100)")
+    print(f"  open uncached clip:  {statistics.median(opens):7.1f} ms = forward {f_ms:.1f} ms + "
+          f"{statistics.median(opens) - f_ms:.1f} ms (target: forward + <= 300)")
+    if err:
+        print(f"  page raised: {err[0][:200]}")
+
+
+def synthetic_store(out: Path, n: int, classes: list[str], k: int = 5, t: int = 16, hw: int = 7, seed: int = 0) -> Path:
+    """A store of ``n`` clips with random logits and maps (for the scale benchmark)."""
+    import io
+
+    from vidviz.data.io import atomic_write_bytes, atomic_write_json
+    from vidviz.store import prediction_table
+
+    rng = np.random.default_rng(seed)
+    kk = len(classes)
+    labels = rng.integers(0, kk, n)
+    logits = rng.normal(0, 1, (n, kk)).astype(np.float32)
+    logits[np.arange(n), labels] += rng.normal(2.5, 1.5, n).astype(np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    table = prediction_table([str(i) for i in range(n)], labels, logits, classes, k)
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    atomic_write_bytes(out / "predictions.parquet", buf.getvalue())
+    mm = np.lib.format.open_memmap(out / "maps.npy", mode="w+", dtype=np.float16, shape=(n, k + 1, t, hw, hw))
+    for i in range(0, n, 20000):
+        j = min(n, i + 20000)
+        mm[i:j] = rng.random((j - i, k + 1, t, hw, hw), dtype=np.float32).astype(np.float16)
+    mm.flush()
+    del mm
+    np.save(out / "map_classes.npy", np.concatenate([np.stack(table["topk"].to_numpy()), labels[:, None]], 1).astype(np.int32))
+    np.save(out / "curves.npy", np.full((n, t), 1 / t, np.float16))
+    atomic_write_json(out / "meta.json", {"complete": True, "classes": classes, "k": k, "clips": n,
+                                          "checkpoint_hash": "synthetic", "dataset_fingerprint": "synthetic"})
+    return out
+
+
+def bench_gallery(a) -> None:
+    import pandas as pd  # noqa: F401
+
+    from vidviz import gallery
+    from vidviz.store import open_store
+
+    classes = [f"class {i}" for i in range(174)]
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        synthetic_store(Path(d) / "s", a.clips, classes)
+        print(f"synthetic store of {a.clips} clips, 174 classes: built in {time.perf_counter() - t0:.1f} s")
+        base = _rss_mb()
+        t0 = time.perf_counter()
+        st = open_store(Path(d) / "s")
+        t_open = time.perf_counter() - t0
+
+        def render_once():
+            counts = st.counts()
+            rows = gallery.select(st.table, "medium", "margin", None, None)
+            page = rows.iloc[:12]
+            conf = st.confusion()
+            pairs = gallery.confused_pairs(conf, classes)
+            maps = [st.map_of(int(r), int(p)) for r, p in zip(page.index, page["pred"], strict=True)]
+            return counts, len(rows), pairs, maps
+
+        ms = _time(render_once, repeat=5)
+        filt = _time(lambda: gallery.select(st.table, "negative", "entropy", 3, 7), repeat=5)
+        peak = _rss_mb()
+    print(f"  open store (parquet + memory-mapped maps): {t_open * 1000:.0f} ms")
+    print(f"  one gallery render (counts, sort a case, a page of 12 maps, confusion, pairs): {ms:.0f} ms (target <= 1000)")
+    print(f"  filter by a (true, predicted) pair and sort: {filt:.0f} ms")
+    print(f"  peak memory of this process: {peak:.0f} MB (before opening the store: {base:.0f} MB; target <= 1024)")
+
+
+def bench_precompute(a) -> None:
+    from vidviz.data.datasets import open_dataset
+    from vidviz.data.loader import iterate_batches
+    from vidviz.models import load_checkpoint
+    from vidviz.store import precompute
+
+    ds = open_dataset(a.data)
+    m = load_checkpoint(a.checkpoint)
+    recs = ds.split("test")
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        n = 0
+        for batch in iterate_batches(recs, m.spec, 8, a.workers):
+            if batch.x is not None:
+                m(batch.x)
+                n += len(batch.indices)
+    plain = n / (time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        precompute(m, ds, "test", Path(d) / "store", batch_size=8, workers=a.workers)
+        pre = len(recs) / (time.perf_counter() - t0)
+    print(f"{len(recs)} test clips, {a.workers} decoding workers, batch 8:")
+    print(f"  plain batched inference: {plain:.1f} clips/s")
+    print(f"  precompute (logits, top-5 + true maps, curves, parquet): {pre:.1f} clips/s")
+    print(f"  ratio {pre / plain:.2f} (target >= 0.9)")
+
+
+def add_command(sub, data_args) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print figures")
+    p.add_argument("what", choices=["model", "explain", "app", "gallery", "precompute"])
+    data_args(p, split=False)
+    p.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--clips", type=int, default=220_847, help="store size for `bench gallery`")
+    p.add_argument("--clip", default=None, help="clip id for `bench app`")
+    p.set_defaults(func=lambda a: {"model": bench_model, "explain": bench_explain, "app": bench_app,
+                                   "gallery": bench_gallery, "precompute": bench_precompute}[a.what](a) or 0)

@@ -1,0 +1,67 @@
+"""``vidviz precompute`` and ``vidviz bench`` (and ``quality`` when present)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _precompute(a) -> int:
+    from tqdm import tqdm
+
+    from vidviz.cli import _open
+    from vidviz.models.train import load_for_dataset
+    from vidviz.store import open_store, precompute
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not __import__("torch").distributed.is_initialized():
+        import torch
+
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    ds = _open(a)
+    model = load_for_dataset(a.checkpoint, ds)
+    rank = int(os.environ.get("RANK", "0"))
+    bar = tqdm(total=len(ds.split(a.split)), desc=f"precompute {a.split}", unit="clip", disable=rank != 0)
+
+    def progress(done, total):
+        bar.update(done - bar.n)
+
+    out = precompute(model, ds, a.split, a.out, k=a.k, batch_size=a.batch_size, workers=a.workers, device=a.device,
+                     progress=progress, min_confidence=a.min_confidence, max_parts=a.max_parts)
+    bar.close()
+    if rank == 0:
+        try:
+            st = open_store(out, model.checkpoint_hash, ds.fingerprint())
+        except Exception:
+            print(f"partial store in {out}; rerun the same command to finish it")
+            return 0
+        c = st.counts()
+        print(f"store: {out}\n{len(st.table)} clips: {c['positive']} positive, {c['medium']} medium, "
+              f"{c['negative']} negative (k={st.meta['k']})")
+    return 0
+
+
+def add_commands(sub, data_args) -> None:
+    from vidviz import config
+
+    p = sub.add_parser("precompute", help="predictions and maps for a whole split (resumable)")
+    data_args(p)
+    p.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
+    p.add_argument("--out", default=None, help="store folder (default: keyed by checkpoint and dataset under stores/)")
+    p.add_argument("--k", type=int, default=5, help="top-k maps to keep; medium = true class ranked 2..k")
+    p.add_argument("--min-confidence", type=float, default=None, help="positives need at least this probability")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-parts", type=int, default=None, help="stop after this many parts (to test resuming)")
+    p.set_defaults(func=_precompute)
+
+    from vidviz import bench
+
+    bench.add_command(sub, data_args)
+    try:
+        from vidviz import cli_quality
+    except ImportError:
+        return
+    cli_quality.add_commands(sub, data_args)
+
+
+del sys, time

@@ -1,0 +1,318 @@
+"""Precomputed predictions and maps for a whole split: Parquet + memory-mapped arrays.
+
+A store lives in ``<stores>/<dataset name>-<dataset fingerprint>/<checkpoint hash>/<split>/``::
+
+    meta.json            checkpoint hash, dataset fingerprint, split, classes, k, shapes, complete
+    predictions.parquet  one row per clip: id, label, pred, probabilities, margin, entropy,
+                         true rank, case, top-k classes and probabilities, map_row
+    maps.npy             float16 (N, k+1, T', h, w): Grad-CAM of the top-k classes and the true class
+    map_classes.npy      int32 (N, k+1): the class of each map (-1: no true label)
+    curves.npy           float16 (N, T): per-frame importance of the top-1 class
+    logits.npy           float32 (N, K)
+
+Work is written in parts (``parts/part-<i>.*``), each to a temporary file renamed into place,
+so a killed run resumes without redoing finished parts and never leaves a corrupt file.
+Under ``torchrun`` rank r computes parts i with i % WORLD_SIZE == r; rank 0 merges.
+A store is keyed by the checkpoint's hash and the dataset's fingerprint: one that belongs to
+another checkpoint or dataset is refused (:class:`StoreError`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vidviz import config
+from vidviz.data.datasets import VideoDataset
+from vidviz.data.io import atomic_write_bytes, atomic_write_json
+from vidviz.data.loader import iterate_batches, pick_device
+from vidviz.errors import StoreError
+from vidviz.explain.cam import cams_from_features
+from vidviz.explain.temporal import importance_curve
+from vidviz.models.resnet3d import VideoClassifier
+
+CASES = ("positive", "medium", "negative")
+PART_SIZE = 64
+VERSION = 1
+
+
+def assign_cases(logits: np.ndarray, labels: np.ndarray, k: int = 5, min_confidence: float | None = None):
+    """Cases as in the seed, from logits (N, K) and labels (N,) (-1 = unknown).
+
+    positive: the true class ranks 1 (and, with ``min_confidence``, has at least that probability);
+    medium: it ranks 2..k (or ranks 1 below the confidence threshold); negative: below k.
+    Returns (cases (N,) object array, true_rank (N,) int; 0 where unknown).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    known = labels >= 0
+    true_logit = np.where(known, logits[np.arange(n), np.clip(labels, 0, None)], np.inf)
+    rank = np.where(known, 1 + (logits > true_logit[:, None]).sum(1), 0)
+    cases = np.full(n, "unlabelled", dtype=object)
+    cases[known & (rank == 1)] = "positive"
+    cases[known & (rank >= 2) & (rank <= k)] = "medium"
+    cases[known & (rank > k)] = "negative"
+    if min_confidence is not None:
+        p = softmax(logits)
+        low = known & (rank == 1) & (p[np.arange(n), np.clip(labels, 0, None)] < min_confidence)
+        cases[low] = "medium"
+    return cases, rank.astype(np.int64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def prediction_table(ids, labels, logits: np.ndarray, classes: list[str], k: int = 5,
+                     min_confidence: float | None = None) -> pd.DataFrame:
+    """The per-clip table of a store from raw logits (N, K)."""
+    p = softmax(np.asarray(logits, dtype=np.float64))  # (N, K)
+    order = np.argsort(-p, axis=1, kind="stable")[:, :k]  # (N, k)
+    top_p = np.take_along_axis(p, order, 1)
+    labels = np.asarray(labels, dtype=np.int64)
+    cases, rank = assign_cases(logits, labels, k, min_confidence)
+    n = len(labels)
+    names = np.array(list(classes) + [""], dtype=object)
+    ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(1)
+    true_p = np.where(labels >= 0, p[np.arange(n), np.clip(labels, 0, None)], np.nan)
+    return pd.DataFrame({
+        "id": pd.array([str(i) for i in ids], dtype="string"),
+        "label": labels, "true_name": names[labels].astype(str) if n else [],
+        "pred": order[:, 0], "pred_name": names[order[:, 0]].astype(str) if n else [],
+        "prob": top_p[:, 0].astype(np.float32),
+        "second": order[:, 1] if k > 1 else order[:, 0], "second_prob": top_p[:, min(1, k - 1)].astype(np.float32),
+        "margin": (top_p[:, 0] - top_p[:, min(1, k - 1)]).astype(np.float32),
+        "entropy": ent.astype(np.float32), "true_rank": rank, "true_prob": true_p.astype(np.float32),
+        "case": pd.Categorical(cases, categories=[*CASES, "unlabelled"]),
+        "topk": [list(map(int, r)) for r in order], "topk_prob": [list(map(float, r)) for r in top_p],
+        "map_row": np.arange(n, dtype=np.int64),
+    })
+
+
+def store_dir(ds: VideoDataset, checkpoint_hash: str, split: str, root: str | Path | None = None) -> Path:
+    base = Path(root) if root is not None else config.STORE_DIR
+    return base / f"{ds.name}-{ds.fingerprint()}" / checkpoint_hash / split
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@dataclass
+class Store:
+    """A complete store, memory-mapped."""
+
+    path: Path
+    meta: dict
+    table: pd.DataFrame
+    maps: np.ndarray  # float16 (N, k+1, T', h, w), memory-mapped
+    map_classes: np.ndarray  # int32 (N, k+1)
+    curves: np.ndarray  # float16 (N, T)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def counts(self) -> dict[str, int]:
+        vc = self.table["case"].value_counts()
+        return {c: int(vc.get(c, 0)) for c in CASES}
+
+    def map_of(self, row: int, cls: int) -> np.ndarray | None:
+        """Stored map (T', h, w) of class ``cls`` for table row ``row`` (None when not stored)."""
+        mr = int(self.table["map_row"].iat[row])
+        hits = np.flatnonzero(self.map_classes[mr] == cls)
+        return None if len(hits) == 0 else np.asarray(self.maps[mr, hits[0]], dtype=np.float32)
+
+    def prediction_columns(self) -> pd.DataFrame:
+        """id, predicted class and its probability, case: to merge into the browser table."""
+        t = self.table
+        return pd.DataFrame({"id": t["id"], "prediction": t["pred_name"], "p": t["prob"].round(2), "case": t["case"]})
+
+    def confusion(self) -> np.ndarray:
+        k = len(self.classes)
+        t = self.table[self.table["label"] >= 0]
+        conf = np.zeros((k, k), dtype=np.int64)
+        np.add.at(conf, (t["label"].to_numpy(), t["pred"].to_numpy()), 1)
+        return conf
+
+
+def open_store(path: str | Path, checkpoint_hash: str | None = None, fingerprint: str | None = None) -> Store:
+    """Open a complete store; refuse one that is incomplete or belongs to another checkpoint/dataset."""
+    path = Path(path)
+    mp = path / "meta.json"
+    if not mp.is_file():
+        raise StoreError("no store here (run `vidviz precompute`)", path)
+    try:
+        meta = json.loads(mp.read_text())
+    except json.JSONDecodeError:
+        raise StoreError("meta.json is corrupt", path) from None
+    if not meta.get("complete"):
+        raise StoreError("store is incomplete; rerun `vidviz precompute` to finish it", path)
+    if checkpoint_hash is not None and meta.get("checkpoint_hash") != checkpoint_hash:
+        raise StoreError(f"store was made with checkpoint {meta.get('checkpoint_hash')}, not {checkpoint_hash}", path)
+    if fingerprint is not None and meta.get("dataset_fingerprint") != fingerprint:
+        raise StoreError("store was made from a different version of the dataset", path)
+    try:
+        table = pd.read_parquet(path / "predictions.parquet")
+        maps = np.load(path / "maps.npy", mmap_mode="r")
+        mc = np.load(path / "map_classes.npy", mmap_mode="r")
+        curves = np.load(path / "curves.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise StoreError(f"store files are unreadable ({e})", path) from None
+    if len(table) != maps.shape[0]:
+        raise StoreError("predictions and maps disagree in length", path)
+    table["case"] = pd.Categorical(table["case"], categories=[*CASES, "unlabelled"])
+    return Store(path, meta, table, maps, mc, curves)
+
+
+def open_store_for(backend, split: str, root: str | Path | None = None) -> Store | None:
+    """The store of ``backend``'s checkpoint + dataset for ``split``, or None when there is none."""
+    ds = backend.dataset
+    if ds is None:
+        return None
+    d = store_dir(ds, backend.checkpoint_hash, split, root)
+    if not (d / "meta.json").is_file():
+        return None
+    return open_store(d, backend.checkpoint_hash, ds.fingerprint())
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@torch.no_grad()
+def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,
+               batch_size: int = 8, workers: int = 2, device: str = "auto", progress=None,
+               min_confidence: float | None = None, max_parts: int | None = None) -> Path:
+    """Compute (or finish) the store of ``split``; returns its folder.
+
+    ``progress(done_clips, total_clips)`` is called as parts finish. ``max_parts`` stops early
+    (for tests that simulate a crash).
+    """
+    recs = ds.split(split)
+    if not recs:
+        raise StoreError(f"split {split!r} has no clips", ds.root)
+    out = Path(out) if out is not None else store_dir(ds, model.checkpoint_hash, split)
+    parts_dir = out / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = _dist_info()
+    dev = pick_device(device)
+    model = model.to(dev).eval()
+    n_parts = -(-len(recs) // PART_SIZE)
+    mine = [i for i in range(n_parts) if i % world == rank]
+    done = sum(min(PART_SIZE, len(recs) - i * PART_SIZE) for i in range(n_parts) if _part_done(parts_dir, i))
+    total = len(recs)
+    if progress:
+        progress(done, total)
+    w = model.head.fc.weight  # (K, C)
+    made = 0
+    for i in mine:
+        if _part_done(parts_dir, i):
+            continue
+        if max_parts is not None and made >= max_parts:
+            break
+        part = recs[i * PART_SIZE:(i + 1) * PART_SIZE]
+        ids, labels, logits_l, maps_l, mcls_l, curves_l, failures = [], [], [], [], [], [], []
+        for batch in iterate_batches(part, model.spec, batch_size, workers):
+            failures += [(part[j].id, msg) for j, msg in batch.errors]
+            if batch.x is None:
+                continue
+            a = model.features(batch.x.to(dev))  # (B, C, T', h, w)
+            logits = model.head(a).float()  # (B, K)
+            top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (B, k)
+            for j, pos in enumerate(batch.indices):
+                lab = part[pos].label if part[pos].label is not None else -1
+                cls = torch.cat([top[j], torch.tensor([max(lab, 0)], device=top.device)])  # (k+1,)
+                m = cams_from_features(a[j], w, cls)  # (k+1, T', h, w)
+                ids.append(part[pos].id)
+                labels.append(lab)
+                logits_l.append(logits[j].cpu().numpy())
+                maps_l.append(m.cpu().numpy().astype(np.float16))
+                mc = cls.cpu().numpy().astype(np.int32)
+                if lab < 0:
+                    mc[-1] = -1
+                mcls_l.append(mc)
+                curves_l.append(importance_curve(m[0].cpu().numpy(), model.spec.num_frames).astype(np.float16))
+        _write_part(parts_dir, i, ids, labels, logits_l, maps_l, mcls_l, curves_l, failures)
+        made += 1
+        done += len(part)
+        if progress:
+            progress(done, total)
+    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    if rank == 0 and all(_part_done(parts_dir, i) for i in range(n_parts)):
+        _merge(out, n_parts, model, ds, split, k, min_confidence)
+    return out
+
+
+def _part_done(parts_dir: Path, i: int) -> bool:
+    return (parts_dir / f"part-{i:05d}.json").is_file()
+
+
+def _write_part(parts_dir: Path, i: int, ids, labels, logits, maps, mcls, curves, failures) -> None:
+    stem = parts_dir / f"part-{i:05d}"
+    arrays = {"logits": np.stack(logits) if logits else np.zeros((0, 0), np.float32),
+              "maps": np.stack(maps) if maps else np.zeros((0,), np.float16),
+              "map_classes": np.stack(mcls) if mcls else np.zeros((0,), np.int32),
+              "curves": np.stack(curves) if curves else np.zeros((0,), np.float16)}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
+    # the json is written last: its presence marks the part complete
+    atomic_write_json(stem.with_suffix(".json"), {"ids": ids, "labels": [int(x) for x in labels], "failures": failures})
+
+
+def _merge(out: Path, n_parts: int, model: VideoClassifier, ds: VideoDataset, split: str, k: int,
+           min_confidence: float | None) -> None:
+    ids, labels, logits, maps, mcls, curves, failures = [], [], [], [], [], [], []
+    for i in range(n_parts):
+        stem = out / "parts" / f"part-{i:05d}"
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        if not meta["ids"]:
+            failures += meta["failures"]
+            continue
+        with np.load(stem.with_suffix(".npz")) as z:
+            logits.append(z["logits"])
+            maps.append(z["maps"])
+            mcls.append(z["map_classes"])
+            curves.append(z["curves"])
+        ids += meta["ids"]
+        labels += meta["labels"]
+        failures += meta["failures"]
+    if not ids:
+        raise StoreError("no clip of this split could be decoded", ds.root)
+    L = np.concatenate(logits)
+    table = prediction_table(ids, labels, L, model.classes, k, min_confidence)
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    atomic_write_bytes(out / "predictions.parquet", buf.getvalue())
+    tmp = out / f".maps.{os.getpid()}.npy"
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(ids), *maps[0].shape[1:]))
+    r = 0
+    for m in maps:
+        mm[r:r + len(m)] = m
+        r += len(m)
+    mm.flush()
+    del mm
+    os.replace(tmp, out / "maps.npy")
+    _save_npy(out / "map_classes.npy", np.concatenate(mcls))
+    _save_npy(out / "curves.npy", np.concatenate(curves))
+    _save_npy(out / "logits.npy", L.astype(np.float32))
+    atomic_write_json(out / "meta.json", {
+        "version": VERSION, "complete": True, "checkpoint_hash": model.checkpoint_hash,
+        "dataset_fingerprint": ds.fingerprint(), "dataset": str(ds.root), "split": split, "classes": model.classes,
+        "k": k, "min_confidence": min_confidence, "clips": len(ids), "failures": failures,
+        "map_shape": list(maps[0].shape[1:]), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
