@@ -1,0 +1,41 @@
+# vidviz: two commands do everything on a fresh machine.
+#   make run    install (project-local .venv), generate the default dataset if missing, start the app
+#   make test   install (with test tools and Debian's chromium), then run the whole test suite
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+DATA    ?= data/ssv2-synth
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install install-dev data chromium lint clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . || $(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+data: $(VENV)/.installed
+	@test -f $(DATA)/labels.json || $(VENV)/bin/vidviz synth --out $(DATA) --clips 1500 --seed 0
+
+run: data
+	$(VENV)/bin/streamlit run app.py
+
+chromium:
+	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: $(VENV)/.installed-dev chromium data
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check vidviz pages tests app.py
+
+clean:
+	rm -rf $(VENV) stores test-artifacts

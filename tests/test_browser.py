@@ -1,0 +1,101 @@
+"""End-to-end: `streamlit run app.py` on localhost, driven by Playwright in Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ARTIFACTS, ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(default_ds, default_checkpoint):
+    port = free_port()
+    log = open(ARTIFACTS / "streamlit.log", "w") if ARTIFACTS.mkdir(exist_ok=True) is None else None
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start; see test-artifacts/streamlit.log")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is missing in CI (make test installs it)")
+        pytest.skip("no /usr/bin/chromium on this machine (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield pg
+        browser.close()
+
+
+def wait_ready(pg, title: str):
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    time.sleep(0.5)
+
+
+def no_exception(pg):
+    assert pg.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in pg.content()
+
+
+@pytest.mark.browser
+def test_every_page_renders_and_the_viewer_switches_class(server, page, default_ds):
+    from vidviz.data.datasets import open_dataset
+
+    rec = open_dataset(default_ds).split("test")[2]
+    for path, title in (("/", "Dataset browser"), ("/gallery", "Confusion gallery"), ("/quality", "Saliency quality")):
+        page.goto(server + path)
+        wait_ready(page, title)
+        no_exception(page)
+        page.screenshot(path=str(ARTIFACTS / f"page{path.replace('/', '_') or '_browser'}.png"), full_page=True)
+    page.goto(f"{server}/viewer?clip={rec.id}&cls=2")
+    wait_ready(page, "Grad-CAM viewer")
+    no_exception(page)
+    assert page.get_by_text(f"True label: {rec.template}").count() >= 1
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Target class")
+    assert "Picking [something] up" in box.inner_text()  # class 2 from the URL
+    box.click()
+    page.get_by_role("option").nth(1).click()
+    time.sleep(1)
+    wait_ready(page, "Grad-CAM viewer")
+    no_exception(page)
+    assert "cls=" in page.url and "cls=2" not in page.url
+    page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
+    shutil.copy(ARTIFACTS / "viewer.png", ARTIFACTS / "viewer-after-class-switch.png")
