@@ -4,13 +4,13 @@ import streamlit as st
 
 from pages import _shared as ui
 
-st.set_page_config(page_title="vidviz", page_icon="🎞️", layout="wide")
+st.set_page_config(page_title="vidviz", page_icon=":material/movie:", layout="wide")
 
 PAGES = [
-    st.Page("pages/browser.py", title="Dataset browser", icon="🗂️", url_path="browser", default=True),
-    st.Page("pages/viewer.py", title="Grad-CAM viewer", icon="🔥", url_path="viewer"),
-    st.Page("pages/gallery.py", title="Confusion gallery", icon="🧩", url_path="gallery"),
-    st.Page("pages/quality.py", title="Saliency quality", icon="🎯", url_path="quality"),
+    st.Page("pages/browser.py", title="Dataset browser", icon=":material/table_view:", url_path="browser", default=True),
+    st.Page("pages/viewer.py", title="Grad-CAM viewer", icon=":material/local_fire_department:", url_path="viewer"),
+    st.Page("pages/gallery.py", title="Confusion gallery", icon=":material/grid_view:", url_path="gallery"),
+    st.Page("pages/quality.py", title="Saliency quality", icon=":material/verified:", url_path="quality"),
 ]
 page = st.navigation(PAGES)
 ui.ensure_default_dataset()

@@ -87,15 +87,20 @@ def test_every_page_renders_and_the_viewer_switches_class(server, page, default_
         page.screenshot(path=str(ARTIFACTS / f"page{path.replace('/', '_') or '_browser'}.png"), full_page=True)
     page.goto(f"{server}/viewer?clip={rec.id}&cls=2")
     wait_ready(page, "Grad-CAM viewer")
+    page.wait_for_function("() => document.querySelectorAll('main img').length >= 16", timeout=120_000)
+    page.get_by_text("Per-frame importance").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "viewer-deep-link.png"), full_page=True)
     no_exception(page)
-    assert page.get_by_text(f"True label: {rec.template}").count() >= 1
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Target class")
-    assert "Picking [something] up" in box.inner_text()  # class 2 from the URL
+    assert f"True label: {rec.template}" in page.inner_text("body")
+    box = page.get_by_role("combobox", name="Target class (top predictions first)")
+    assert box.input_value().startswith("Picking [something] up")  # class 2 from the URL
     box.click()
     page.get_by_role("option").nth(1).click()
-    time.sleep(1)
+    page.wait_for_function("() => location.search.includes('cls=') && !location.search.includes('cls=2')", timeout=60_000)
     wait_ready(page, "Grad-CAM viewer")
+    page.wait_for_function("() => document.querySelectorAll('main img').length >= 16", timeout=120_000)
     no_exception(page)
     assert "cls=" in page.url and "cls=2" not in page.url
+    assert not box.input_value().startswith("Picking [something] up")
     page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
     shutil.copy(ARTIFACTS / "viewer.png", ARTIFACTS / "viewer-after-class-switch.png")
