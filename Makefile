@@ -32,6 +32,7 @@ chromium:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(VENV)/.installed-dev chromium data
+	$(VENV)/bin/ruff check vidviz pages tests app.py
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev

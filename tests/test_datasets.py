@@ -109,7 +109,7 @@ def test_v1_and_jester_csv_readers(tmp_path):
                 cv2.imwrite(str(d / f"{i + 1:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         (root / f"{prefix}-labels.csv").write_text("\n".join(classes) + "\n")
         (root / f"{prefix}-train.csv").write_text(f"100;{classes[1]}\n101;{classes[0]}\n103;{classes[0]}\n")
-        (root / f"{prefix}-validation.csv").write_text(f"102;Unknown class\n")
+        (root / f"{prefix}-validation.csv").write_text("102;Unknown class\n")
         ds = open_dataset(root)
         assert ds.format == ("jester" if "jester" in prefix else "ssv1")
         assert {r.id: r.label for r in ds.records} == {"100": 1, "101": 0}

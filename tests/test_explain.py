@@ -107,7 +107,9 @@ def test_explanation_is_immutable_and_complete():
     assert abs(float(e.probs.sum()) - 1) < 1e-5 and e.top[0][1] == pytest.approx(float(e.probs.max()))
     with pytest.raises(ValueError):
         e.maps[0, 0, 0, 0] = 1.0
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         e.method = "x"
     d = contrast(e, 0, 1)
     assert np.allclose(d, e.map_for(0) - e.map_for(1))

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from tests.conftest import moving_square_frames, write_vp9
-from vidviz.data.video import (InputSpec, centre_square, load_clip, probe, read_frames, sample_indices, to_tensor,
-                               write_video)
+from vidviz.data.video import (
+    InputSpec,
+    centre_square,
+    load_clip,
+    probe,
+    read_frames,
+    sample_indices,
+    to_tensor,
+    write_video,
+)
 from vidviz.errors import InputTooLargeError, VideoError
 
 

@@ -73,7 +73,22 @@ def _explain(a) -> int:
     return 0
 
 
+def _import_weights(a) -> int:
+    from vidviz.models.checkpoint import load_torchvision_weights, save_checkpoint
+
+    model = load_torchvision_weights(a.weights, a.arch)
+    save_checkpoint(a.out, model, "", {"source": str(a.weights)})
+    print(f"wrote {a.out}: {a.arch}, {len(model.classes)} classes (Kinetics-400), input {model.spec.to_dict()}")
+    return 0
+
+
 def add_commands(sub, data_args) -> None:
+    w = sub.add_parser("import-weights", help="wrap a torchvision video-model weights file as a vidviz checkpoint")
+    w.add_argument("--arch", required=True, choices=["r3d_18", "mc3_18", "r2plus1d_18"])
+    w.add_argument("--weights", required=True, help="torchvision state dict (.pth) on disk")
+    w.add_argument("--out", required=True, help="checkpoint to write, e.g. checkpoints/r3d_18.pt")
+    w.set_defaults(func=_import_weights)
+
     e = sub.add_parser("explain", help="explain one clip (dataset id or any video file)")
     e.add_argument("target", help="a clip id of --data, or a path to a video file")
     data_args(e, split=False)

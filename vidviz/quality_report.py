@@ -97,7 +97,7 @@ def sanity(backend, keys: list[str], methods: list[str]) -> list[dict]:
                          "cascade": json.dumps([[n, round(v, 4)] for n, v in res])})
         frames = opened.clip.frames
         motion = q.motion_map(frames)
-        res = q.randomisation_check(backend.model, x, target, lambda mod, xx, c: motion)
+        res = q.randomisation_check(backend.model, x, target, lambda mod, xx, c, motion=motion: motion)
         rows.append({"clip": key, "method": "motion", "randomisation_rho": res[-1][1], "fails": q.fails_randomisation(res),
                      "cascade": json.dumps([[n, round(v, 4)] for n, v in res])})
     return rows
