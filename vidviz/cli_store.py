@@ -27,7 +27,7 @@ def _precompute(a) -> int:
         bar.update(done - bar.n)
 
     out = precompute(model, ds, a.split, a.out, k=a.k, batch_size=a.batch_size, workers=a.workers, device=a.device,
-                     progress=progress, min_confidence=a.min_confidence, max_parts=a.max_parts)
+                     progress=progress, min_confidence=a.min_confidence, max_parts=a.max_parts, part_size=a.part_size)
     bar.close()
     if rank == 0:
         try:
@@ -52,6 +52,7 @@ def add_commands(sub, data_args) -> None:
     p.add_argument("--min-confidence", type=float, default=None, help="positives need at least this probability")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-parts", type=int, default=None, help="stop after this many parts (to test resuming)")
+    p.add_argument("--part-size", type=int, default=64, help="clips per part (the unit of resuming and sharding)")
     p.set_defaults(func=_precompute)
 
     from vidviz import bench

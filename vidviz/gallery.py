@@ -15,7 +15,7 @@ def select(table: pd.DataFrame, case: str, sort: str = "confidence", true_cls: i
     confidence: most confident first; margin: smallest top-1/top-2 margin first (the closest calls);
     entropy: most uncertain first.
     """
-    mask = (table["case"] == case).to_numpy()
+    mask = (table["case"] == case).to_numpy().copy()
     if true_cls is not None:
         mask &= (table["label"] == true_cls).to_numpy()
     if pred_cls is not None:

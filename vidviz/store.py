@@ -196,7 +196,7 @@ def _dist_info() -> tuple[int, int]:
 @torch.no_grad()
 def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,
                batch_size: int = 8, workers: int = 2, device: str = "auto", progress=None,
-               min_confidence: float | None = None, max_parts: int | None = None) -> Path:
+               min_confidence: float | None = None, max_parts: int | None = None, part_size: int = PART_SIZE) -> Path:
     """Compute (or finish) the store of ``split``; returns its folder.
 
     ``progress(done_clips, total_clips)`` is called as parts finish. ``max_parts`` stops early
@@ -211,9 +211,9 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     rank, world = _dist_info()
     dev = pick_device(device)
     model = model.to(dev).eval()
-    n_parts = -(-len(recs) // PART_SIZE)
+    n_parts = -(-len(recs) // part_size)
     mine = [i for i in range(n_parts) if i % world == rank]
-    done = sum(min(PART_SIZE, len(recs) - i * PART_SIZE) for i in range(n_parts) if _part_done(parts_dir, i))
+    done = sum(min(part_size, len(recs) - i * part_size) for i in range(n_parts) if _part_done(parts_dir, i))
     total = len(recs)
     if progress:
         progress(done, total)
@@ -224,7 +224,7 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
             continue
         if max_parts is not None and made >= max_parts:
             break
-        part = recs[i * PART_SIZE:(i + 1) * PART_SIZE]
+        part = recs[i * part_size:(i + 1) * part_size]
         ids, labels, logits_l, maps_l, mcls_l, curves_l, failures = [], [], [], [], [], [], []
         for batch in iterate_batches(part, model.spec, batch_size, workers):
             failures += [(part[j].id, msg) for j, msg in batch.errors]

@@ -1,0 +1,110 @@
+"""Saliency-quality metrics with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_explain import frame_reader_model, random_model
+from vidviz.explain import quality as q
+from vidviz.explain.cam import explain
+
+
+def test_map_on_the_box_scores_one():
+    maps = np.zeros((3, 20, 20), np.float32)
+    box = (4, 5, 10, 12)
+    maps[:, 5:12, 4:10] = 1.0
+    maps[:, 8, 6] = 2.0
+    hits, rate = q.pointing_game(maps, [box, box, None])
+    assert rate == 1.0 and np.isnan(hits[2])
+    share, mean = q.energy_in_box(maps, [box, box, box])
+    assert mean == pytest.approx(1.0)
+
+
+def test_uniform_map_scores_the_box_area_share():
+    maps = np.ones((2, 20, 20), np.float32)
+    box = (0, 0, 10, 5)  # 50 of 400 pixels
+    _, mean = q.energy_in_box(maps, [box, box])
+    assert mean == pytest.approx(50 / 400)
+    off = np.zeros((1, 20, 20), np.float32)
+    off[0, 15, 15] = 1
+    assert q.pointing_game(off, [box])[1] == 0.0
+
+
+def test_temporal_localisation():
+    curve = np.array([0.0, 0.1, 0.5, 0.3, 0.1, 0.0])
+    share, peak = q.temporal_localisation(curve, (2, 3))
+    assert share == pytest.approx(0.8) and peak == 1.0
+    assert q.temporal_localisation(curve, (4, 5)) == (pytest.approx(0.1), 0.0)
+
+
+@torch.no_grad()
+def test_framewise_deletion_drops_at_the_frame_the_model_reads():
+    m = frame_reader_model(3)
+    m.stages["only"].conv.weight.data.abs_()
+    m.stages["only"].conv.bias.data.zero_()
+    m.head.fc.weight.data = torch.tensor([[1.0] * 4, [-1.0] * 4, [0.0] * 4]) * 4
+    m.head.fc.bias.data.zero_()
+    x = torch.rand(1, 3, 8, 16, 16) + 0.5  # class 0 wins by what frame 3 shows, and by nothing else
+    target = 0
+    assert float(torch.softmax(m(x), 1)[0, target]) > 0.6
+    good = np.zeros((8, 16, 16), np.float32)
+    good[3] = 1.0  # saliency on the frame the model reads
+    bad = np.zeros((8, 16, 16), np.float32)
+    bad[6] = 1.0
+    s_good = q.deletion_insertion(m, x, good, target, steps=8, baseline="mean")
+    s_bad = q.deletion_insertion(m, x, bad, target, steps=8, baseline="mean")
+    assert s_good["deletion_frames"] < s_bad["deletion_frames"]  # removing frame 3 first hurts at once
+    assert s_good["deletion"] < s_bad["deletion"]
+    assert s_good["insertion"] > s_bad["insertion"]
+
+
+def test_randomisation_check_flags_an_explainer_that_ignores_the_model():
+    m = random_model(9)
+    x = torch.randn(1, 3, 16, 112, 112)
+
+    def edge_map(model, clip, target):  # "explains" by the input's edges, whatever the model
+        g = clip[0].mean(0)
+        return (g.diff(dim=-1).abs()[..., :-1, :] + g.diff(dim=-2).abs()[..., :-1]).numpy()
+
+    def gradcam(model, clip, target):
+        return explain(model, clip, [target], "gradcam", "layer3").maps[0]
+
+    edge = q.randomisation_check(m, x, 3, edge_map)
+    cam = q.randomisation_check(m, x, 3, gradcam)
+    assert [n for n, _ in edge] == ["head", "layer4", "layer3", "layer2", "layer1", "stem"]
+    assert q.fails_randomisation(edge) and edge[-1][1] == pytest.approx(1.0)
+    assert not q.fails_randomisation(cam)
+
+
+def test_spearman_and_baselines():
+    a = np.arange(10.0)
+    assert q.spearman(a, a) == pytest.approx(1.0) and q.spearman(a, -a) == pytest.approx(-1.0)
+    c = q.centre_prior((2, 9, 9))
+    assert np.unravel_index(np.argmax(c[0]), c[0].shape) == (4, 4)
+    frames = np.zeros((3, 10, 10, 3), np.uint8)
+    frames[1, 2:4, 2:4] = 255
+    mm = q.motion_map(frames)
+    assert mm.shape == (3, 10, 10) and mm[1, 3, 3] > mm[1, 8, 8]
+    r = q.random_map((2, 4, 4), seed=1)
+    assert r.shape == (2, 4, 4) and not np.allclose(r, q.random_map((2, 4, 4), seed=2))
+    mean, half, n = q.mean_ci([1.0, 2.0, 3.0, float("nan")])
+    assert (mean, n) == (2.0, 3) and half == pytest.approx(1.96 * 1.0 / np.sqrt(3))
+
+
+def test_quality_cli_prints_methods_and_baselines(tiny_ds, tmp_path):
+    from tests.conftest import run_cli
+    from vidviz.models import save_checkpoint
+
+    ck = save_checkpoint(tmp_path / "m.pt", random_model(2))
+    r = run_cli("quality", "--data", str(tiny_ds), "--checkpoint", str(ck), "--split", "train", "--max-clips", "2",
+                "--sanity-clips", "1", "--out", str(tmp_path / "q"))
+    assert r.returncode == 0, r.stderr
+    for name in ("gradcam", "gradcam++", "random", "centre", "motion", "pointing_object", "deletion"):
+        assert name in r.stdout
+    import pandas as pd
+
+    s = pd.read_csv(tmp_path / "q" / "quality.csv")
+    assert set(s["method"]) >= {"gradcam", "gradcam++", "random", "centre", "motion"}
+    assert (tmp_path / "q" / "quality_clips.csv").is_file()

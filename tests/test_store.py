@@ -1,0 +1,143 @@
+"""Precomputed stores: cases, round trip, resume after a crash, torchrun sharding, staleness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from vidviz import gallery
+from vidviz.data.datasets import open_dataset
+from vidviz.errors import StoreError
+from vidviz.models import i3d_resnet_tiny, load_checkpoint, save_checkpoint
+from vidviz.store import assign_cases, open_store, precompute, prediction_table
+
+
+def test_cases_on_hand_made_logits():
+    logits = np.array([
+        [5.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0],  # true 0 ranks 1: positive
+        [1.0, 5.0, 0.0, -1.0, -2.0, -3.0, -4.0],  # true 0 ranks 2: medium
+        [0.0, 5.0, 4.0, 3.0, 2.0, 1.0, -4.0],  # true 0 ranks 6: negative (k=5)
+        [0.0, 5.0, 4.0, 3.0, 2.0, -1.0, -4.0],  # true 0 ranks 5: medium
+        [0.0, 5.0, 4.0, 3.0, 2.0, -1.0, -4.0],  # unknown label
+    ])
+    labels = np.array([0, 0, 0, 0, -1])
+    cases, rank = assign_cases(logits, labels, k=5)
+    assert list(cases) == ["positive", "medium", "negative", "medium", "unlabelled"]
+    assert list(rank) == [1, 2, 6, 5, 0]
+    cases3, _ = assign_cases(logits, labels, k=3)
+    assert list(cases3) == ["positive", "medium", "negative", "negative", "unlabelled"]
+    close = np.array([[1.0, 0.9, 0.8, 0.0, 0.0, 0.0, 0.0]])
+    assert assign_cases(close, np.array([0]), 5, min_confidence=0.5)[0][0] == "medium"
+    assert assign_cases(close, np.array([0]), 5, min_confidence=0.1)[0][0] == "positive"
+
+
+def test_prediction_table_and_gallery_selection():
+    logits = np.array([[3.0, 1.0, 0.0], [0.0, 3.0, 2.9], [0.0, 3.0, 1.0]])
+    t = prediction_table(["a", "b", "c"], [0, 2, 0], logits, ["x", "y", "z"], k=2)
+    assert list(t["case"]) == ["positive", "medium", "negative"]
+    assert list(t["pred_name"]) == ["x", "y", "y"] and t["margin"].iloc[1] < 0.05
+    assert t["topk"].iloc[1] == [1, 2]
+    assert list(gallery.select(t, "negative", "confidence")["id"]) == ["c"]
+    assert gallery.select(t, "medium", "margin", true_cls=2, pred_cls=1)["id"].tolist() == ["b"]
+    assert gallery.select(t, "medium", "margin", true_cls=0).empty
+    conf = np.array([[5, 3, 0], [1, 4, 0], [0, 7, 2]])
+    pairs = gallery.confused_pairs(conf, ["x", "y", "z"])
+    assert pairs[["true", "predicted", "clips"]].iloc[0].tolist() == ["z", "y", 7]
+    assert len(pairs) == 3
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from tests.test_explain import random_model
+
+    return save_checkpoint(tmp_path_factory.mktemp("ck") / "m.pt", random_model(7))
+
+
+def test_store_round_trip(tiny_ds, ckpt, tmp_path):
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = precompute(m, ds, "train", tmp_path / "s", part_size=16, workers=0)
+    st = open_store(out, m.checkpoint_hash, ds.fingerprint())
+    assert len(st.table) == 48 and st.maps.shape == (48, 6, 16, 7, 7) and st.maps.dtype == np.float16
+    assert sum(st.counts().values()) == 48
+    row = 5
+    rid = st.table["id"].iat[row]
+    from vidviz.backend import Backend
+
+    b = Backend(ckpt, tiny_ds)
+    e = b.explain(rid)
+    pred = int(st.table["pred"].iat[row])
+    assert pred == e.top[0][0]
+    assert np.allclose(st.map_of(row, pred), e.map_for(pred), rtol=2e-3, atol=1e-4)
+    lab = int(st.table["label"].iat[row])
+    assert np.allclose(st.map_of(row, lab), e.map_for(lab), rtol=2e-3, atol=1e-4)
+    assert st.curves.shape == (48, 16) and np.allclose(st.curves.astype(np.float32).sum(1), 1.0, atol=0.02)
+    assert st.confusion().sum() == 48
+
+
+def test_resume_after_a_crash(tiny_ds, ckpt, tmp_path):
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = tmp_path / "s"
+    precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=2)  # "killed" after 2 of 6 parts
+    with pytest.raises(StoreError, match="no store here|incomplete"):
+        open_store(out)
+    (out / "parts" / ".part-00002.json.garbage.tmp").write_text("{half")  # what a kill mid-write leaves
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "parts").glob("part-*.json")}
+    assert len(stamps) == 2
+    calls = []
+    precompute(m, ds, "train", out, part_size=8, workers=0, progress=lambda d, t: calls.append(d))
+    assert calls[0] == 16  # two parts were already done
+    for name, ns in stamps.items():
+        assert (out / "parts" / name).stat().st_mtime_ns == ns  # not redone
+    st = open_store(out)
+    assert len(st.table) == 48
+    fresh = precompute(m, ds, "train", tmp_path / "fresh", part_size=8, workers=0)
+    assert_same_store(st, open_store(fresh))
+
+
+def assert_same_store(a, b):
+    cols = ["id", "label", "pred", "true_rank", "case"]
+    pd.testing.assert_frame_equal(a.table[cols].reset_index(drop=True), b.table[cols].reset_index(drop=True))
+    assert np.allclose(a.table["prob"], b.table["prob"], atol=1e-5)
+    assert np.allclose(a.maps.astype(np.float32), b.maps.astype(np.float32), rtol=1e-2, atol=1e-4)
+    assert np.array_equal(a.map_classes, b.map_classes)
+
+
+def test_torchrun_sharding_equals_single_process(tiny_ds, ckpt, tmp_path):
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    single = open_store(precompute(m, ds, "train", tmp_path / "single", part_size=8, workers=0))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "vidviz.cli", "precompute", "--data", str(tiny_ds), "--checkpoint", str(ckpt),
+                        "--split", "train", "--out", str(tmp_path / "ddp"), "--part-size", "8", "--workers", "0",
+                        "--device", "cpu"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metas = [json.loads(p.read_text()) for p in sorted((tmp_path / "ddp" / "parts").glob("part-*.json"))]
+    assert len(metas) == 6
+    assert_same_store(single, open_store(tmp_path / "ddp"))
+
+
+def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path):
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = precompute(m, ds, "train", tmp_path / "s", part_size=64, workers=0)
+    with pytest.raises(StoreError, match="made with checkpoint"):
+        open_store(out, "0123456789abcdef", ds.fingerprint())
+    with pytest.raises(StoreError, match="different version of the dataset"):
+        open_store(out, m.checkpoint_hash, "feedfacefeedface")
+    other = save_checkpoint(tmp_path / "other.pt", i3d_resnet_tiny(ds.classes))
+    from vidviz.backend import Backend
+    from vidviz.store import open_store_for
+
+    b = Backend(other, tiny_ds)
+    assert open_store_for(b, "train", root=tmp_path / "nowhere") is None
+
+
+def test_cli_precompute_prints_counts(tiny_ds, ckpt, tmp_path):
+    r = run_cli("precompute", "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--split", "train",
+                "--out", str(tmp_path / "s"), "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert "48 clips:" in r.stdout and "positive" in r.stdout and "negative" in r.stdout
