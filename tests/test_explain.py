@@ -231,6 +231,15 @@ def test_backend_class_switch_costs_no_forward(backend_setup):
         return orig(x)
 
     b.model.features = counting
+    stem = b.model.stages["stem"]
+    stem_calls = {"n": 0}
+    stem_forward = stem.forward
+
+    def counting_stem(x):
+        stem_calls["n"] += 1
+        return stem_forward(x)
+
+    stem.forward = counting_stem
     try:
         key = b.dataset.records[0].id
         e1 = b.explain(key, [0])
@@ -240,10 +249,18 @@ def test_backend_class_switch_costs_no_forward(backend_setup):
         assert calls["n"] == 1  # the maps of every class came from the first forward
         assert e3.maps.shape[0] == 12 and np.allclose(e2.map_for(7), e3.map_for(7))
         assert not np.allclose(e1.map_for(0), e2.map_for(7))
-        b.explain(key, [0], "gradcam++", "layer3")
-        assert calls["n"] == 1  # autograd path reuses the cached input, runs its own partial forward
+        assert stem_calls["n"] == 1
+        top = [c for c, _ in b.predict(key)]
+        pp = b.explain(key, [top[0]], "gradcam++", "layer3")
+        assert stem_calls["n"] == 2  # one partial forward to layer3, then cached
+        pp2 = b.explain(key, [top[3], top[7]], "gradcam++", "layer3")
+        assert stem_calls["n"] == 2 and calls["n"] == 1  # a class switch at any layer: no forward
+        assert pp2.maps.shape[0] == 2 and pp.maps.shape[0] == 1 and pp.maps.shape[1:] == pp2.maps.shape[1:]
+        ref = explain(b.model, b.open(key).x, [top[7]], "gradcam++", "layer3").maps[0]
+        assert np.allclose(pp2.map_for(top[7]), ref, rtol=1e-4, atol=1e-7)
     finally:
         del b.model.features
+        del stem.forward
 
 
 def test_backend_lru_is_bounded_in_bytes():

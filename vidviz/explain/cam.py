@@ -108,18 +108,25 @@ def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> to
     return (alpha * torch.relu(grads)).flatten(2).sum(-1)  # (n, C)
 
 
-def autograd_cams(model: VideoClassifier, x: torch.Tensor, layer: str, classes: list[int],
-                  method: str = "gradcam") -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes``: one forward, one batched backward.
-
-    x: (1, 3, T, H, W). Returns (logits (K,), maps (n, T', h, w)). No hooks, no ``.grad`` writes.
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Activations (1, C, T', h, w) of ``layer`` for x (1, 3, T, H, W), without autograd."""
     if layer not in model.layer_names:
         raise ValueError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
     with torch.no_grad():
-        a0 = model.run(x, stop=layer)  # (1, C, T', h, w)
+        return model.run(x, stop=layer)  # (1, C, T', h, w)
+
+
+def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
+                  method: str = "gradcam", activations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes``: one forward, one batched backward.
+
+    x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before (then only
+    the stages after ``layer`` run). Returns (logits (K,), maps (n, T', h, w)).
+    No hooks, no ``.grad`` writes.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+    a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
     with torch.enable_grad():
         a = a0.detach().requires_grad_(True)
         logits = model.head(model.run(a, start=layer))  # (1, K)
