@@ -51,7 +51,7 @@ def ensure_default_dataset() -> None:
 
     try:
         synth.generate(config.DEFAULT_DATA, synth.DEFAULT_CLIPS, synth.DEFAULT_SEED, synth.DEFAULT_DIFFICULTY,
-                       progress=progress)
+                       progress=progress, hard=synth.DEFAULT_HARD)
     except Exception as e:  # disk full, permissions...
         log.exception("default dataset generation failed")
         st.error(f"Could not generate the default dataset in {config.DEFAULT_DATA}: {e}")

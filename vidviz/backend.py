@@ -24,7 +24,7 @@ import torch
 from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
 from vidviz.data.loader import pick_device
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
-from vidviz.errors import CheckpointError, VideoError
+from vidviz.errors import VideoError
 from vidviz.explain.cam import Explanation, autograd_cams, cams_from_features, layer_activations, normalise, upsample
 from vidviz.explain.temporal import TemporalReport, importance_curve, perturbation_tests
 from vidviz.models.checkpoint import load_checkpoint
@@ -259,7 +259,3 @@ class Backend:
         return {"clips": len(self._clips), "clip_bytes": self._clips.total_bytes, "hits": self._clips.hits,
                 "misses": self._clips.misses}
 
-
-def check_checkpoint_matches(model_classes: list[str], dataset: VideoDataset, path: str | Path) -> None:
-    if dataset.classes and len(dataset.classes) != len(model_classes):
-        raise CheckpointError(f"checkpoint has {len(model_classes)} classes but the dataset has {len(dataset.classes)}", path)

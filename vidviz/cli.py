@@ -9,8 +9,6 @@ import argparse
 import logging
 import os
 import sys
-import time
-from pathlib import Path
 
 from vidviz import config
 from vidviz.errors import VidvizError
@@ -26,9 +24,10 @@ def _synth(a) -> int:
     def progress(done, total):
         bar.update(done - bar.n)
 
-    s = generate(a.out, a.clips, a.seed, a.difficulty, workers=a.workers, progress=progress)
+    s = generate(a.out, a.clips, a.seed, a.difficulty, workers=a.workers, progress=progress, hard=a.hard)
     bar.close()
-    print(f"wrote {s['clips']} clips ({s['classes']} classes, seed {s['seed']}, difficulty {s['difficulty']}) "
+    print(f"wrote {s['clips']} clips ({s['classes']} classes, seed {s['seed']}, difficulty {s['difficulty']}, "
+          f"{s['hard_clips']} hard) "
           f"to {a.out} in {s['seconds']:.1f} s: {s['clips_per_s']:.1f} clips/s")
     return 0
 
@@ -80,12 +79,15 @@ def _evaluate(a) -> int:
         atomic_write_bytes(a.csv, df.to_csv().encode())
         print(f"confusion matrix: {a.csv}")
     if a.json:
-        import json
-
         from vidviz.data.io import atomic_write_json
         atomic_write_json(a.json, {k: v for k, v in r.items() if k != "confusion"} | {"confusion": np.asarray(r["confusion"]).tolist()})
-        del json
     return 0
+
+
+def synth_defaults() -> tuple:
+    from vidviz.data import synth
+
+    return synth.DEFAULT_CLIPS, synth.DEFAULT_SEED, synth.DEFAULT_DIFFICULTY, synth.DEFAULT_HARD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clips", type=int, default=1500, help="number of clips (default 1500)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--difficulty", type=float, default=1.0, help="0 = easy, 1 = default, 2 = hard")
+    s.add_argument("--hard", type=float, default=synth_defaults()[3],
+                   help="share of hard clips (a brief action off the sampled window)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.set_defaults(func=_synth)
 
@@ -158,4 +162,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-del time, Path

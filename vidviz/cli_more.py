@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,5 +106,3 @@ def add_commands(sub, data_args) -> None:
         return
     cli_store.add_commands(sub, data_args)
 
-
-del sys

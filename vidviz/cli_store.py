@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-import time
 
 
 def _precompute(a) -> int:
@@ -64,5 +62,3 @@ def add_commands(sub, data_args) -> None:
         return
     cli_quality.add_commands(sub, data_args)
 
-
-del sys, time

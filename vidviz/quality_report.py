@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from vidviz.data.io import atomic_write_bytes
 from vidviz.explain import quality as q
@@ -175,5 +174,3 @@ def summary_wide(summary: pd.DataFrame) -> pd.DataFrame:
     return s.pivot(index="method", columns="metric", values="value").reindex(
         columns=[m for m in (*METRICS, "randomisation_rho") if m in set(s["metric"])])
 
-
-del torch
