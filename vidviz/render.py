@@ -25,14 +25,11 @@ def overlay(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.5) -> np.ndar
     Maps of another size are resized to the frames (bilinear).
     """
     t, h, w, _ = frames.shape
-    out = np.empty_like(frames)
-    for i in range(t):
-        m = maps[i]
-        if m.shape != (h, w):
-            m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        heat = jet(m)  # (H, W, 3)
-        out[i] = cv2.addWeighted(frames[i], 1.0 - alpha, heat, alpha, 0.0)
-    return out
+    if maps.shape[1:] != (h, w):
+        maps = np.stack([cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) for m in maps])
+    heat = jet(np.ascontiguousarray(maps).reshape(t * h, w)).reshape(t, h, w, 3)  # (T, H, W, 3), one call
+    flat = cv2.addWeighted(frames.reshape(t * h, w, 3), 1.0 - alpha, heat.reshape(t * h, w, 3), alpha, 0.0)
+    return flat.reshape(t, h, w, 3)
 
 
 def signed_overlay(frames: np.ndarray, diff: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -118,20 +115,26 @@ def gif_bytes(frames: np.ndarray, fps: float = 4.0) -> bytes:
 
 def importance_figure(curves: dict[str, np.ndarray], selected: int | None = None, window: tuple[int, int] | None = None,
                       title: str = "Per-frame importance"):
-    """Line per class of each frame's share of the map; the selected frame and the action window marked."""
-    import plotly.graph_objects as go
+    """Line per class of each frame's share of the map; the selected frame and the action window marked.
 
-    fig = go.Figure()
-    for name, y in curves.items():
-        fig.add_trace(go.Scatter(x=list(range(1, len(y) + 1)), y=np.asarray(y).tolist(), mode="lines+markers", name=name))
+    Built as a plain plotly dict (no validation pass): it is redrawn on every class switch.
+    """
+    data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": list(range(1, len(y) + 1)),
+             "y": np.asarray(y, dtype=float).round(5).tolist()} for name, y in curves.items()]
+    shapes, annotations = [], []
     if window is not None:
-        fig.add_vrect(x0=window[0] + 0.5, x1=window[1] + 1.5, fillcolor="green", opacity=0.12, line_width=0,
-                      annotation_text="action", annotation_position="top left")
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": window[0] + 0.5, "x1": window[1] + 1.5,
+                       "y0": 0, "y1": 1, "fillcolor": "green", "opacity": 0.12, "line": {"width": 0}})
+        annotations.append({"x": window[0] + 0.5, "y": 1, "xref": "x", "yref": "paper", "text": "action",
+                            "showarrow": False, "xanchor": "left", "yanchor": "bottom"})
     if selected is not None:
-        fig.add_vline(x=selected + 1, line_dash="dash", line_color="red")
-    fig.update_layout(title=title, xaxis_title="frame", yaxis_title="share of the map", height=280,
-                      margin=dict(l=40, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.3))
-    return fig
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": selected + 1, "x1": selected + 1,
+                       "y0": 0, "y1": 1, "line": {"color": "red", "dash": "dash"}})
+    layout = {"title": {"text": title}, "xaxis": {"title": {"text": "frame"}},
+              "yaxis": {"title": {"text": "share of the map"}}, "height": 280,
+              "margin": {"l": 40, "r": 10, "t": 40, "b": 40}, "legend": {"orientation": "h", "y": -0.3},
+              "shapes": shapes, "annotations": annotations}
+    return {"data": data, "layout": layout}
 
 
 def histogram_figure(counts: dict[str, int], title: str = "Clips per class"):

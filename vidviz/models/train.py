@@ -200,7 +200,7 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             step += 1
             if cfg.max_steps and step >= cfg.max_steps:
