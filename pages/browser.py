@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from vidviz import render, tables
+from vidviz.data.video import load_clip
 
 st.title("Dataset browser")
 b = ui.backend()
@@ -41,7 +42,10 @@ with ui.plain_errors():
             st.subheader(f"Clip {rec.id}")
             st.markdown(f"**True label:** {rec.template or '(unknown)'}  \n"
                         f"**Objects:** {', '.join(rec.placeholders) or '-'}  \n**Split:** {rec.split}")
-            st.video(rec.path.read_bytes() if rec.path.is_file() else None, format="video/webm")
+            if rec.path.is_file():
+                st.video(rec.path.read_bytes(), format=f"video/{rec.path.suffix.lstrip('.').lower() or 'webm'}")
+            else:  # a folder of JPEG frames (v1 / Jester): show the sampled frames
+                st.image(list(load_clip(rec.path, b.spec).frames[::2]), width=96)
             if st.button("Open in Grad-CAM viewer", type="primary", key="br_open"):
                 ui.open_in_viewer(rec.id)
         else:
