@@ -1,0 +1,64 @@
+"""Small file helpers: atomic writes, safe JSON reads, paths that stay inside a root."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from vidviz.errors import DatasetError, UnsafePathError
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
+
+
+def read_json(path: str | Path):
+    """Parse a JSON file or raise :class:`DatasetError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError("file not found", path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DatasetError("not a text file (expected JSON)", path) from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}", path) from None
+
+
+def safe_child(root: str | Path, relative: str) -> Path:
+    """``root / relative``, refusing anything that would leave ``root``."""
+    root = Path(root).resolve()
+    rel = str(relative)
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise UnsafePathError(f"path {rel!r} would leave the dataset root", root)
+    target = (root / rel).resolve()
+    if target != root and root not in target.parents:
+        raise UnsafePathError(f"path {rel!r} would leave the dataset root", root)
+    return target
+
+
+def check_id(clip_id: str, source: str | Path) -> str:
+    """A clip id must be a plain file name: letters, digits, ``_ . -``."""
+    cid = str(clip_id)
+    if not _SAFE_ID.match(cid) or ".." in cid:
+        raise UnsafePathError(f"clip id {cid!r} is not a plain name and would leave the dataset root", source)
+    return cid

@@ -1,0 +1,329 @@
+"""Video decoding and clip sampling.
+
+A clip goes ``file -> uint8 (T, H, W, 3) RGB -> float (3, T, S, S)``:
+
+* decode WebM (VP8/VP9), MP4, AVI, MKV/MOV with OpenCV, or a folder of JPEG frames
+  (Something-Something v1 / Jester);
+* never trust container frame counts (they are wrong for WebM): frames are counted by
+  decoding, and reading stops once the sampled window has been read;
+* sample ``T`` frames at a target rate, centred on the video, padding short videos by
+  repeating the last frame;
+* centre-crop to a square and resize to the model's input size, then normalise with the
+  checkpoint's mean and std.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from vidviz.errors import InputTooLargeError, VideoError  # noqa: E402
+
+VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: Longest video (in decoded frames) vidviz will sample from: 10 min at 30 fps.
+MAX_SOURCE_FRAMES = 18_000
+#: Largest frame (in pixels) vidviz will decode: 4096 x 4096.
+MAX_FRAME_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model wants its clips; travels with the checkpoint."""
+
+    num_frames: int = 16  # T: frames per clip
+    fps: float = 4.0  # rate the T frames are sampled at (the seed: 16 frames at 4 fps)
+    size: int = 112  # S: square crop side fed to the model
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)  # per-channel RGB mean, in [0, 1]
+    std: tuple[float, float, float] = (0.225, 0.225, 0.225)  # per-channel RGB std
+    default_source_fps: float = 12.0  # assumed when a container reports no rate (v1/Jester: 12)
+
+    def to_dict(self) -> dict:
+        return {"num_frames": self.num_frames, "fps": self.fps, "size": self.size,
+                "mean": list(self.mean), "std": list(self.std),
+                "default_source_fps": self.default_source_fps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputSpec:
+        return cls(num_frames=int(d["num_frames"]), fps=float(d["fps"]), size=int(d["size"]),
+                   mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
+                   default_source_fps=float(d.get("default_source_fps", 12.0)))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What decoding a whole video told us."""
+
+    num_frames: int  # frames actually decoded (not the container's claim)
+    fps: float  # frame rate (container's, or the default when it has none)
+    height: int
+    width: int
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A sampled clip: frames as displayed, plus where they came from."""
+
+    frames: np.ndarray = field(repr=False)  # uint8 (T, S0, S0, 3) RGB, square centre crop at source resolution
+    indices: np.ndarray  # int (T,): source frame index of each sampled frame
+    info: VideoInfo  # the whole source video
+    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop in source pixels
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir()
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
+    return files
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoError("file not found", path)
+    if path.is_dir():
+        if not _frame_files(path):
+            raise VideoError("folder holds no .jpg/.png frames", path)
+        return
+    if path.stat().st_size == 0:
+        raise VideoError("file is empty (0 bytes)", path)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError("not a readable video (unknown format or corrupt file)", path)
+    w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w * h > MAX_FRAME_PIXELS:
+        cap.release()
+        raise InputTooLargeError(
+            f"frames of {w}x{h} pixels are larger than the {MAX_FRAME_PIXELS} pixels vidviz decodes", path)
+    return cap
+
+
+def _to_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
+    if frame is None or frame.size == 0:
+        raise VideoError("a frame could not be decoded", path)
+    if frame.ndim == 2:  # grayscale
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    else:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+        raise InputTooLargeError(
+            f"frames of {frame.shape[1]}x{frame.shape[0]} pixels are larger than vidviz decodes", path)
+    return frame
+
+
+@lru_cache(maxsize=4096)
+def _probe_cached(path: str, mtime_ns: int, size: int, default_fps: float) -> VideoInfo:
+    p = Path(path)
+    if p.is_dir():
+        files = _frame_files(p)
+        if len(files) > MAX_SOURCE_FRAMES:
+            raise InputTooLargeError(f"more than {MAX_SOURCE_FRAMES} frames", p)
+        first = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+        if first is None:
+            raise VideoError(f"frame {files[0].name} is not a readable image", p)
+        first = _to_rgb(first, p)
+        return VideoInfo(len(files), default_fps, first.shape[0], first.shape[1])
+    cap = _open(p)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not np.isfinite(fps) or fps <= 0 or fps > 1000:
+            fps = default_fps
+        n, shape = 0, None
+        while True:
+            ok = cap.grab()
+            if not ok:
+                break
+            if shape is None:
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    break
+                shape = _to_rgb(frame, p).shape
+            n += 1
+            if n > MAX_SOURCE_FRAMES:
+                raise InputTooLargeError(
+                    f"video has more than {MAX_SOURCE_FRAMES} frames; cut out the part to explain", p)
+    finally:
+        cap.release()
+    if n == 0 or shape is None:
+        raise VideoError("no decodable frame (truncated or corrupt video)", p)
+    return VideoInfo(n, fps, shape[0], shape[1])
+
+
+def probe(path: str | Path, default_fps: float = 12.0) -> VideoInfo:
+    """Decode a whole video once to count its frames (cached per file version)."""
+    p = Path(path)
+    _check_file(p)
+    st = p.stat()
+    return _probe_cached(str(p.resolve()), st.st_mtime_ns, st.st_size, float(default_fps))
+
+
+def sample_indices(num_source: int, source_fps: float, num_frames: int, target_fps: float) -> np.ndarray:
+    """Indices of ``num_frames`` source frames at ``target_fps``, centred on the video.
+
+    The window spans ``(num_frames - 1) * step + 1`` source frames with
+    ``step = source_fps / target_fps``. A video shorter than the window starts at
+    frame 0 and is padded by repeating its last frame.
+    """
+    if num_source <= 0:
+        raise ValueError("num_source must be positive")
+    step = source_fps / target_fps if target_fps > 0 else 1.0
+    span = (num_frames - 1) * step + 1
+    start = max(0.0, (num_source - span) / 2.0)
+    idx = np.floor(start + np.arange(num_frames) * step + 1e-6).astype(np.int64)  # (T,)
+    return np.minimum(idx, num_source - 1)
+
+
+def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
+    """Decode the frames at ``indices`` (sorted, repeats allowed): uint8 (T, H, W, 3) RGB.
+
+    Decoding stops at the last wanted index. An index past the decodable end
+    (a truncated file) repeats the last frame that could be read.
+    """
+    p = Path(path)
+    _check_file(p)
+    indices = np.asarray(indices, dtype=np.int64)
+    wanted = sorted(set(int(i) for i in indices))
+    got: dict[int, np.ndarray] = {}
+    if p.is_dir():
+        files = _frame_files(p)
+        for i in wanted:
+            j = min(i, len(files) - 1)
+            img = cv2.imread(str(files[j]), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise VideoError(f"frame {files[j].name} is not a readable image", p)
+            got[i] = _to_rgb(img, p)
+    else:
+        cap = _open(p)
+        try:
+            last_needed, i, last = wanted[-1], 0, None
+            want = set(wanted)
+            while i <= last_needed:
+                if not cap.grab():
+                    break
+                if i in want:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        last = _to_rgb(frame, p)
+                    if last is not None:
+                        got[i] = last
+                i += 1
+        finally:
+            cap.release()
+        if not got:
+            raise VideoError("no decodable frame (truncated or corrupt video)", p)
+        fill = got[max(got)]
+        for i in wanted:
+            got.setdefault(i, fill)
+    shapes = {f.shape for f in got.values()}
+    if len(shapes) > 1:  # frame folders with mixed sizes: bring all to the first one's size
+        h, w = got[wanted[0]].shape[:2]
+        got = {k: cv2.resize(v, (w, h), interpolation=cv2.INTER_AREA) for k, v in got.items()}
+    return np.stack([got[int(i)] for i in indices])  # (T, H, W, 3)
+
+
+def centre_square(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Centre square crop of uint8 (T, H, W, 3) frames; returns the crop and (x0, y0, side)."""
+    _, h, w, _ = frames.shape
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return frames[:, y0:y0 + side, x0:x0 + side], (x0, y0, side)  # (T, side, side, 3)
+
+
+def load_clip(path: str | Path, spec: InputSpec) -> Clip:
+    """Decode and sample one clip the way the model wants it (frames not yet resized)."""
+    info = probe(path, spec.default_source_fps)
+    indices = sample_indices(info.num_frames, info.fps, spec.num_frames, spec.fps)  # (T,)
+    frames = read_frames(path, indices)  # (T, H, W, 3)
+    square, crop = centre_square(frames)  # (T, S0, S0, 3)
+    return Clip(frames=np.ascontiguousarray(square), indices=indices, info=info, crop=crop)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 (T, H, W, 3) square frames to (T, size, size, 3)."""
+    if frames.shape[1] == size and frames.shape[2] == size:
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] > size else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+
+
+def to_tensor(frames: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 (T, S0, S0, 3) square frames -> normalised float (3, T, S, S)."""
+    x = resize_frames(frames, spec.size)  # (T, S, S, 3)
+    t = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)  # (T, S, S, 3)
+    mean = torch.tensor(spec.mean).view(1, 1, 1, 3)
+    std = torch.tensor(spec.std).view(1, 1, 1, 3)
+    t = (t - mean) / std  # (T, S, S, 3)
+    return t.permute(3, 0, 1, 2).contiguous()  # (3, T, S, S)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence C-level stderr (FFmpeg prints a harmless codec-tag notice for WebM)."""
+    with _STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to silence
+            yield
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float) -> Path:
+    """Encode uint8 (N, H, W, 3) RGB frames, atomically; the suffix picks the codec.
+
+    ``.webm`` -> VP8 (plays in every browser), ``.mp4`` -> MPEG-4 part 2, ``.avi`` -> MJPEG.
+    """
+    path = Path(path)
+    codec = {".webm": "VP80", ".mp4": "mp4v", ".avi": "MJPG"}.get(path.suffix.lower())
+    if codec is None:
+        raise VideoError("unsupported output type (use .webm, .mp4 or .avi)", path)
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:  # most encoders want even sizes
+        frames = frames[:, : h - h % 2, : w - w % 2]
+        h, w = frames.shape[1:3]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+    with _quiet_stderr():
+        writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*codec), float(fps), (w, h))
+    try:
+        if not writer.isOpened():
+            raise VideoError(f"OpenCV cannot encode {codec} on this machine", path)
+        for fr in frames:
+            writer.write(cv2.cvtColor(np.ascontiguousarray(fr), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    os.replace(tmp, path)
+    return path
