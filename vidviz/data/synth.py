@@ -55,7 +55,7 @@ FPS = 12.0
 HEIGHT, WIDTH = 128, 176  # frame size (H, W); SSv2 is 240 px high, variable width
 WORLD_H, WORLD_W = 224, 320  # the scene the camera looks at
 #: The command and settings of the embedded default dataset.
-DEFAULT_CLIPS, DEFAULT_SEED, DEFAULT_DIFFICULTY, DEFAULT_HARD = 1500, 0, 1.0, 0.0
+DEFAULT_CLIPS, DEFAULT_SEED, DEFAULT_DIFFICULTY, DEFAULT_HARD = 1500, 0, 1.0, 0.1
 
 
 def is_hard(seed: int, index: int, hard_fraction: float) -> bool:
