@@ -32,11 +32,11 @@ chromium:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(VENV)/.installed-dev chromium data
-	$(VENV)/bin/ruff check vidviz pages tests app.py
+	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check vidviz pages tests app.py
+	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py
 
 clean:
 	rm -rf $(VENV) stores test-artifacts
