@@ -14,17 +14,9 @@ from pathlib import Path
 import torch
 from streamlit.testing.v1 import AppTest
 
+from vidviz.bench import _time  # the same median timer as the other benchmarks
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _time(fn, repeat: int = 5) -> float:
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(ts)
 
 
 def bench_app(a) -> None:
