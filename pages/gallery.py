@@ -63,9 +63,9 @@ with ui.plain_errors():
                          width="stretch", output_format="JPEG")
             except Exception as e:  # one unreadable clip must not break the gallery
                 st.caption(f"(no preview: {e})")
+            top = store.topk_of(row, 2)
             st.markdown(f"**True label: {row.true_name}**  \n"
-                        f"1. {classes[int(row.topk[0])]}: {row.topk_prob[0]:.2f}  \n"
-                        f"2. {classes[int(row.topk[1])]}: {row.topk_prob[1]:.2f}")
+                        + "  \n".join(f"{n}. {classes[c]}: {p:.2f}" for n, (c, p) in enumerate(top, 1)))
             st.caption(f"clip {row.id} · true class ranked {row.true_rank} · margin {row.margin:.2f}")
             if st.button("Open in viewer", key=f"ga_open_{row.id}"):
                 ui.open_in_viewer(str(row.id), int(row.pred))

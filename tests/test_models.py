@@ -134,6 +134,14 @@ def test_mismatched_or_broken_checkpoints(tmp_path, problem):
     assert expected in msg
 
 
+def test_app_modules_do_not_import_torchvision():
+    """torchvision costs about 170 MB of memory; only the torchvision architectures load it."""
+    code = ("import sys, vidviz.backend, vidviz.store, vidviz.gallery, vidviz.render, vidviz.cli, vidviz.models; "
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_torchvision_video_models_load_from_a_weights_file(tmp_path):
     from torchvision.models import video as tvv
 

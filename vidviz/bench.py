@@ -119,7 +119,7 @@ def synthetic_store(out: Path, n: int, classes: list[str], k: int = 5, t: int = 
     import io
 
     from vidviz.data.io import atomic_write_bytes, atomic_write_json
-    from vidviz.store import prediction_table
+    from vidviz.store import VERSION, prediction_table
 
     rng = np.random.default_rng(seed)
     kk = len(classes)
@@ -137,9 +137,9 @@ def synthetic_store(out: Path, n: int, classes: list[str], k: int = 5, t: int = 
         mm[i:j] = rng.random((j - i, k + 1, t, hw, hw), dtype=np.float32).astype(np.float16)
     mm.flush()
     del mm
-    np.save(out / "map_classes.npy", np.concatenate([np.stack(table["topk"].to_numpy()), labels[:, None]], 1).astype(np.int32))
+    np.save(out / "map_classes.npy", np.stack([*(table[f"top{j + 1}"].to_numpy() for j in range(k)), labels], 1).astype(np.int32))
     np.save(out / "curves.npy", np.full((n, t), 1 / t, np.float16))
-    atomic_write_json(out / "meta.json", {"complete": True, "classes": classes, "k": k, "clips": n,
+    atomic_write_json(out / "meta.json", {"version": VERSION, "complete": True, "classes": classes, "k": k, "clips": n,
                                           "checkpoint_hash": "synthetic", "dataset_fingerprint": "synthetic"})
     return out
 

@@ -4,7 +4,8 @@ A store lives in ``<stores>/<dataset name>-<dataset fingerprint>/<checkpoint has
 
     meta.json            checkpoint hash, dataset fingerprint, split, classes, k, shapes, complete
     predictions.parquet  one row per clip: id, label, pred, probabilities, margin, entropy,
-                         true rank, case, top-k classes and probabilities, map_row
+                         true rank, case, top-k classes and probabilities (flat columns
+                         top1..topk, top1_prob..topk_prob: no per-row Python objects), map_row
     maps.npy             float16 (N, k+1, T', h, w): Grad-CAM of the top-k classes and the true class
     map_classes.npy      int32 (N, k+1): the class of each map (-1: no true label)
     curves.npy           float16 (N, T): per-frame importance of the top-1 class
@@ -41,7 +42,7 @@ from vidviz.models.resnet3d import VideoClassifier
 
 CASES = ("positive", "medium", "negative")
 PART_SIZE = 64
-VERSION = 1
+VERSION = 2  # 2: flat top-k columns and categorical class names (1 held per-row lists)
 
 
 def assign_cases(logits: np.ndarray, labels: np.ndarray, k: int = 5, min_confidence: float | None = None):
@@ -83,21 +84,31 @@ def prediction_table(ids, labels, logits: np.ndarray, classes: list[str], k: int
     labels = np.asarray(labels, dtype=np.int64)
     cases, rank = assign_cases(logits, labels, k, min_confidence)
     n = len(labels)
-    names = np.array(list(classes) + [""], dtype=object)
+    names = pd.Categorical.from_codes  # class names as categoricals: one small code per row, not one string
     ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(1)
     true_p = np.where(labels >= 0, p[np.arange(n), np.clip(labels, 0, None)], np.nan)
-    return pd.DataFrame({
+    code_t = np.int16 if len(classes) < 2**15 else np.int32
+    cols = {
         "id": pd.array([str(i) for i in ids], dtype="string"),
-        "label": labels, "true_name": names[labels].astype(str) if n else [],
-        "pred": order[:, 0], "pred_name": names[order[:, 0]].astype(str) if n else [],
+        "label": labels, "true_name": names(np.where(labels >= 0, labels, -1), categories=list(classes)),
+        "pred": order[:, 0], "pred_name": names(order[:, 0], categories=list(classes)),
         "prob": top_p[:, 0].astype(np.float32),
         "second": order[:, 1] if k > 1 else order[:, 0], "second_prob": top_p[:, min(1, k - 1)].astype(np.float32),
         "margin": (top_p[:, 0] - top_p[:, min(1, k - 1)]).astype(np.float32),
         "entropy": ent.astype(np.float32), "true_rank": rank, "true_prob": true_p.astype(np.float32),
         "case": pd.Categorical(cases, categories=[*CASES, "unlabelled"]),
-        "topk": [list(map(int, r)) for r in order], "topk_prob": [list(map(float, r)) for r in top_p],
-        "map_row": np.arange(n, dtype=np.int64),
-    })
+    }
+    for j in range(order.shape[1]):
+        cols[f"top{j + 1}"] = order[:, j].astype(code_t)
+        cols[f"top{j + 1}_prob"] = top_p[:, j].astype(np.float32)
+    cols["map_row"] = np.arange(n, dtype=np.int64)
+    return pd.DataFrame(cols)
+
+
+def topk_of(row, k: int) -> list[tuple[int, float]]:
+    """[(class, probability)] of the top ``k`` of one table row (a namedtuple from itertuples or a Series)."""
+    return [(int(getattr(row, f"top{j}")), float(getattr(row, f"top{j}_prob"))) for j in range(1, k + 1)
+            if hasattr(row, f"top{j}")]
 
 
 def store_dir(ds: VideoDataset, checkpoint_hash: str, split: str, root: str | Path | None = None) -> Path:
@@ -161,6 +172,9 @@ def open_store(path: str | Path, checkpoint_hash: str | None = None, fingerprint
         raise StoreError("meta.json is corrupt", path) from None
     if not meta.get("complete"):
         raise StoreError("store is incomplete; rerun `vidviz precompute` to finish it", path)
+    if meta.get("version", 1) != VERSION:
+        raise StoreError(f"store format {meta.get('version', 1)} is not this vidviz's ({VERSION}); "
+                         "rerun `vidviz precompute` to rebuild it (finished parts are reused)", path)
     if checkpoint_hash is not None and meta.get("checkpoint_hash") != checkpoint_hash:
         raise StoreError(f"store was made with checkpoint {meta.get('checkpoint_hash')}, not {checkpoint_hash}", path)
     if fingerprint is not None and meta.get("dataset_fingerprint") != fingerprint:
@@ -175,6 +189,8 @@ def open_store(path: str | Path, checkpoint_hash: str | None = None, fingerprint
     if len(table) != maps.shape[0]:
         raise StoreError("predictions and maps disagree in length", path)
     table["case"] = pd.Categorical(table["case"], categories=[*CASES, "unlabelled"])
+    for col in ("true_name", "pred_name"):
+        table[col] = pd.Categorical(table[col], categories=list(meta["classes"]))
     return Store(path, meta, table, maps, mc, curves)
 
 
@@ -186,6 +202,11 @@ def open_store_for(backend, split: str, root: str | Path | None = None) -> Store
     d = store_dir(ds, backend.checkpoint_hash, split, root)
     if not (d / "meta.json").is_file():
         return None
+    try:
+        if json.loads((d / "meta.json").read_text()).get("version", 1) != VERSION:
+            return None  # an older format: the page offers to rebuild it (finished parts are reused)
+    except json.JSONDecodeError:
+        pass  # open_store names the problem
     return open_store(d, backend.checkpoint_hash, ds.fingerprint())
 
 

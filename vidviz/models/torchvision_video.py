@@ -9,17 +9,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.models import video as tvv
 
 from vidviz.data.video import InputSpec
 from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
 
-TORCHVISION_ARCHS = {"r3d_18": tvv.R3D_18_Weights, "mc3_18": tvv.MC3_18_Weights, "r2plus1d_18": tvv.R2Plus1D_18_Weights}
+#: arch -> the name of its torchvision weights enum. torchvision itself is imported only when one
+#: of these models is built: importing it costs about 170 MB of memory that the app otherwise never needs.
+TORCHVISION_ARCHS = {"r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights", "r2plus1d_18": "R2Plus1D_18_Weights"}
+
+
+def _tvv():
+    from torchvision.models import video as tvv
+
+    return tvv
 
 
 def kinetics_meta(arch: str) -> tuple[list[str], InputSpec]:
     """Kinetics-400 class names and the input spec torchvision documents for ``arch``."""
-    weights = TORCHVISION_ARCHS[arch].KINETICS400_V1
+    weights = getattr(_tvv(), TORCHVISION_ARCHS[arch]).KINETICS400_V1
     tf = weights.transforms()
     crop = tf.crop_size[0] if isinstance(tf.crop_size, (list, tuple)) else int(tf.crop_size)
     spec = InputSpec(num_frames=16, fps=15.0, size=int(crop), mean=tuple(tf.mean), std=tuple(tf.std),
@@ -33,7 +40,7 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
         raise ValueError(f"unknown torchvision video model {arch!r}")
     k_classes, k_spec = kinetics_meta(arch)
     classes = list(classes) if classes is not None else k_classes
-    net = getattr(tvv, arch)(weights=None, num_classes=len(classes))
+    net = getattr(_tvv(), arch)(weights=None, num_classes=len(classes))
     head = PoolLinearHead(net.fc.in_features, len(classes))
     head.fc = net.fc
     stages = [("stem", net.stem), ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3),
