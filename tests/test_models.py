@@ -23,6 +23,25 @@ from vidviz.models.resnet3d import IMAGENET_SPEC
 from vidviz.models.train import TrainConfig, flip_partners, train
 
 
+def test_fast_cpu_paths_match_the_reference_ops():
+    """FrameMaxPool = MaxPool3d((1,3,3)); the batch-of-one oneDNN conv = the batched conv3d (values and grads)."""
+    from vidviz.models.resnet3d import FrameMaxPool, TemporalConv3d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 5, 9, 11, generator=g)  # odd sizes exercise the padding
+    ref = torch.nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))(x)
+    assert torch.equal(FrameMaxPool(3, 2, 1)(x), ref)
+    assert torch.equal(FrameMaxPool(3, 2, 1)(x.to(memory_format=torch.channels_last_3d)), ref)
+    conv = TemporalConv3d(4, 6, 3, 3, stride=2).eval()
+    x1 = x[:1].clone().requires_grad_(True)
+    y1 = conv(x1)  # batch of one: the oneDNN kernel
+    y2 = torch.nn.functional.conv3d(x1, conv.weight, None, conv.stride, conv.padding)  # the reference kernel
+    assert torch.allclose(y1, y2, rtol=1e-5, atol=1e-5)
+    g1, = torch.autograd.grad(y1.square().sum(), x1)
+    g2, = torch.autograd.grad(y2.square().sum(), x1)
+    assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
 @torch.no_grad()
 def test_seed_shapes_i3d_resnet50():
     m = i3d_resnet50([f"c{i}" for i in range(40)]).eval()

@@ -34,6 +34,24 @@ def _time(fn, repeat: int = 5, warmup: int = 1) -> float:
     return statistics.median(ts)
 
 
+def _time_interleaved(fns: dict, repeat: int = 5, warmup: int = 2) -> dict:
+    """Median wall time (ms) of each of ``fns``, measured in interleaved rounds.
+
+    Round-robin timing makes ratios between the functions immune to drift over the run
+    (CPU clock ramp-up, another process waking up) that would bias whichever ran first.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    ts: dict = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append((time.perf_counter() - t0) * 1000)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -65,17 +83,20 @@ def bench_explain(a) -> None:
     x = b.open(key).x
     mid = m.layer_names[-2]
     top5 = [c for c, _ in b.open(key).top[:5]]
-    rows = []
-    with torch.no_grad():
-        fwd = _time(lambda: m(x), repeat=a.repeat)
-    rows.append(("plain forward", fwd))
-    rows.append(("all classes, one pass (last block)", _time(lambda: cams_for_all_classes(m, x), repeat=a.repeat)))
-    one_last = _time(lambda: autograd_cams(m, x, m.last_layer, [top5[0]]), repeat=a.repeat)
-    rows.append(("Grad-CAM one class, autograd (last block)", one_last))
-    one_mid = _time(lambda: autograd_cams(m, x, mid, [top5[0]]), repeat=a.repeat)
-    rows.append((f"Grad-CAM one class, autograd ({mid})", one_mid))
-    five_mid = _time(lambda: autograd_cams(m, x, mid, top5), repeat=a.repeat)
-    rows.append((f"Grad-CAM top-5 batched ({mid})", five_mid))
+
+    def forward():
+        with torch.no_grad():
+            return m(x)
+
+    ms = _time_interleaved({
+        "plain forward": forward,
+        "all classes, one pass (last block)": lambda: cams_for_all_classes(m, x),
+        "Grad-CAM one class, autograd (last block)": lambda: autograd_cams(m, x, m.last_layer, [top5[0]]),
+        f"Grad-CAM one class, autograd ({mid})": lambda: autograd_cams(m, x, mid, [top5[0]]),
+        f"Grad-CAM top-5 batched ({mid})": lambda: autograd_cams(m, x, mid, top5),
+    }, repeat=a.repeat)
+    rows = list(ms.items())
+    fwd, one_mid, five_mid = ms["plain forward"], rows[3][1], rows[4][1]
     try:
         from captum.attr import LayerGradCam
 
@@ -95,9 +116,10 @@ def bench_explain(a) -> None:
                          _time(lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(top5[0])]), repeat=a.repeat)))
     except Exception as e:  # not installed, or its 5D support fails
         print(f"pytorch-grad-cam: skipped ({type(e).__name__})")
-    print(f"clip {key}, model {m.arch}, input {tuple(x.shape)}, {torch.get_num_threads()} threads, median of {a.repeat}")
-    for name, ms in rows:
-        print(f"  {name:48s} {ms:9.1f} ms  {ms / fwd:6.2f}x forward")
+    print(f"clip {key}, model {m.arch}, input {tuple(x.shape)}, {torch.get_num_threads()} threads, "
+          f"median of {a.repeat} (the first five timed in interleaved rounds)")
+    for name, t in rows:
+        print(f"  {name:48s} {t:9.1f} ms  {t / fwd:6.2f}x forward")
     print(f"all classes / forward = {rows[1][1] / fwd:.2f} (target <= 1.1); "
           f"top-5 batched / one class at {mid} = {five_mid / one_mid:.2f} (target <= 1.5)")
 

@@ -117,30 +117,45 @@ def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> to
 
 
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
-                  method: str = "gradcam", activations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes``: one forward, one batched backward.
+                  method: str = "gradcam", activations: torch.Tensor | None = None,
+                  chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes`` (targets: class logits, pre-softmax).
 
-    x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before (then only
-    the stages after ``layer`` run). Returns (logits (K,), maps (n, T', h, w)).
-    No hooks, no ``.grad`` writes.
+    x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before. One
+    forward (the stages up to ``layer`` without autograd, the rest under ``torch.func.vjp``),
+    then one backward batched over the requested classes with ``torch.func.vmap``; ``chunk``
+    classes at most at a time, to bound memory. torch.func's batching rule for convolution
+    backward folds the classes into one batched convolution; ``autograd.grad(is_grads_batched=True)``
+    loops over them and is about twice as slow on a CPU.
+    Returns (logits (K,), maps (n, T', h, w)). No hooks, no ``.grad`` writes; the model must be in
+    eval mode (dropout and batch statistics would otherwise change the result).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+    if model.training:
+        raise ValueError("autograd_cams needs the model in eval mode (call model.eval())")
+    bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
+    if bad:
+        raise IndexError(f"class {bad[0]} is out of range (the model has {model.num_classes} classes)")
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
+    a0 = a0.detach()
+    acts = a0[0]  # (C, T', h, w)
+    n = len(classes)
     with torch.enable_grad():
-        a = a0.detach().requires_grad_(True)
-        logits = model.head(model.run(a, start=layer))  # (1, K)
-        n = len(classes)
+        logits, pullback = torch.func.vjp(lambda a: model.head(model.run(a, start=layer)), a0)  # (1, K)
+        if n == 0:
+            return logits.detach()[0], acts.new_zeros((0, *acts.shape[1:]))
         eye = torch.zeros(n, *logits.shape, dtype=logits.dtype, device=logits.device)  # (n, 1, K)
         eye[torch.arange(n), 0, torch.as_tensor(classes, device=logits.device)] = 1.0
         try:
-            grads = torch.autograd.grad(logits, a, grad_outputs=eye, is_grads_batched=True)[0]  # (n, 1, C, T', h, w)
-        except RuntimeError:  # an op without a batching rule: n backwards over the one graph
-            grads = torch.stack([torch.autograd.grad(logits, a, grad_outputs=eye[i], retain_graph=i < n - 1)[0]
-                                 for i in range(n)])  # (n, 1, C, T', h, w)
-    grads = grads[:, 0].detach()  # (n, C, T', h, w)
-    acts = a.detach()[0]  # (C, T', h, w)
-    w = _gradcam_weights(grads, acts, method)  # (n, C)
+            if n == 1:
+                grads = pullback(eye[0])[0][None]  # (1, 1, C, T', h, w)
+            else:
+                grads = torch.func.vmap(pullback, chunk_size=max(1, chunk))(eye)[0]  # (n, 1, C, T', h, w)
+        except RuntimeError:  # an op without a batching rule: one pullback per class
+            grads = torch.stack([pullback(eye[i])[0] for i in range(n)])  # (n, 1, C, T', h, w)
+    g = grads[:, 0].detach()  # (n, C, T', h, w)
+    w = _gradcam_weights(g, acts, method)  # (n, C)
     cams = torch.relu(torch.einsum("nc,cthw->nthw", w, acts))  # (n, T', h, w)
     return logits.detach()[0], cams
 

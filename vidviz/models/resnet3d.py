@@ -83,6 +83,9 @@ class VideoClassifier(nn.Module):
 
 # ---------------------------------------------------------------- ResNet blocks in 3D
 
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
 class TemporalConv3d(nn.Conv3d):
     """Conv3d with temporal stride 1 and 'same' temporal padding of zeros or replicated frames.
 
@@ -99,7 +102,30 @@ class TemporalConv3d(nn.Conv3d):
         if self.replicate_t:
             p = self.replicate_t
             x = torch.cat([x[:, :, :1].expand(-1, -1, p, -1, -1), x, x[:, :, -1:].expand(-1, -1, p, -1, -1)], dim=2)
+        if _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[0] == 1:
+            # PyTorch's heuristic sends a batch of one to its slow im2col kernel; oneDNN is ~3x faster
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, list(self.padding), list(self.stride),
+                                                     list(self.dilation), self.groups)  # (1, C', T, H', W')
         return super().forward(x)  # (B, C', T, H', W')
+
+
+class FrameMaxPool(nn.Module):
+    """``nn.MaxPool3d((1, k, k), (1, s, s), (0, p, p))``: a spatial max-pool of every frame.
+
+    On a contiguous input it runs as a 2D pool over the (B, C*T, H, W) view, which gives the same
+    values several times faster on a CPU than the 3D kernel (which always computes indices).
+    """
+
+    def __init__(self, k: int = 3, s: int = 2, p: int = 1):
+        super().__init__()
+        self.k, self.s, self.p = k, s, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous():  # e.g. channels_last_3d in training: the 3D kernel
+            return nn.functional.max_pool3d(x, (1, self.k, self.k), (1, self.s, self.s), (0, self.p, self.p))
+        b, c, t, h, w = x.shape
+        y = nn.functional.max_pool2d(x.view(b, c * t, h, w), self.k, self.s, self.p)  # (B, C*T, H', W')
+        return y.view(b, c, t, *y.shape[-2:])  # (B, C, T, H', W')
 
 
 def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1, tp: str = "zeros") -> TemporalConv3d:
@@ -176,7 +202,7 @@ def build_resnet3d(cfg: ResNet3dConfig, classes: Sequence[str], spec: InputSpec,
     stem.add_module("conv1", _conv(3, cfg.stem_channels, cfg.stem_kernel, kt, 2, tp))
     stem.add_module("bn1", nn.BatchNorm3d(cfg.stem_channels))
     stem.add_module("relu", nn.ReLU(inplace=True))
-    stem.add_module("maxpool", nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)))
+    stem.add_module("maxpool", FrameMaxPool(3, 2, 1))  # = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
     stages: list[tuple[str, nn.Module]] = [("stem", stem)]
     cin = cfg.stem_channels
     for i, (n, w, s) in enumerate(zip(cfg.layers, cfg.widths, cfg.strides, strict=True)):
