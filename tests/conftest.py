@@ -68,6 +68,20 @@ def default_checkpoint() -> Path:
     return config.DEFAULT_CHECKPOINT
 
 
+@pytest.fixture(scope="session")
+def default_store(default_ds, default_checkpoint):
+    """The test split's store for the shipped checkpoint and default dataset (computed if missing)."""
+    from vidviz.backend import Backend
+    from vidviz.store import open_store_for, precompute, store_dir
+
+    b = Backend(default_checkpoint, default_ds)
+    st = open_store_for(b, "test")
+    if st is None:
+        precompute(b.model, b.dataset, "test", store_dir(b.dataset, b.checkpoint_hash, "test"))
+        st = open_store_for(b, "test")
+    return st
+
+
 @pytest.fixture()
 def video_file(tmp_path) -> Path:
     p = tmp_path / "clip.mp4"

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT
 from vidviz import config
 from vidviz.backend import Backend
-from vidviz.store import open_store_for, precompute, store_dir
+from vidviz.store import store_dir
 
 APP = str(ROOT / "app.py")
 
@@ -19,12 +19,8 @@ def backend(default_ds, default_checkpoint) -> Backend:
 
 
 @pytest.fixture(scope="module")
-def test_store(backend):
-    st = open_store_for(backend, "test")
-    if st is None:
-        precompute(backend.model, backend.dataset, "test", store_dir(backend.dataset, backend.checkpoint_hash, "test"))
-        st = open_store_for(backend, "test")
-    return st
+def test_store(default_store):
+    return default_store
 
 
 def run_page(page: str | None = None, params: dict | None = None) -> AppTest:

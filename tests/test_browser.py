@@ -104,3 +104,23 @@ def test_every_page_renders_and_the_viewer_switches_class(server, page, default_
     assert not box.input_value().startswith("Picking [something] up")
     page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
     shutil.copy(ARTIFACTS / "viewer.png", ARTIFACTS / "viewer-after-class-switch.png")
+
+
+@pytest.mark.browser
+def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store):
+    page.goto(server + "/gallery")
+    wait_ready(page, "Confusion gallery")
+    no_exception(page)
+    first = page.get_by_text("clip ", exact=False).filter(has_text="true class ranked").first
+    first.wait_for(timeout=60_000)
+    clip_id = first.inner_text().split()[1]  # "clip 1234 · true class ranked 1 · margin ..."
+    row = default_store.table[default_store.table["id"] == clip_id].iloc[0]
+    page.get_by_role("button", name="Open in viewer").first.click()
+    page.wait_for_function(f"() => location.pathname.endsWith('/viewer') && location.search.includes('clip={clip_id}')",
+                           timeout=60_000)
+    wait_ready(page, "Grad-CAM viewer")
+    page.wait_for_function("() => document.querySelectorAll('main img').length >= 16", timeout=120_000)
+    no_exception(page)
+    assert f"cls={int(row['pred'])}" in page.url  # the card's predicted class comes preselected
+    assert f"True label: {row['true_name']}" in page.inner_text("body")
+    page.screenshot(path=str(ARTIFACTS / "viewer-from-gallery.png"), full_page=True)

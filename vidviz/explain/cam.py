@@ -12,8 +12,8 @@ When the model's head is global average pooling plus a linear layer (every vidvi
 ``L_c = ReLU( sum_k W[c,k] A_k ) / Z`` (paper, section 3.1): the maps of *all* classes come
 from one forward pass, with no hooks and no backward (:func:`cams_for_all_classes`).
 
-At any other layer the gradients come from ``torch.autograd.grad`` with one batched
-backward for all requested classes (:func:`autograd_cams`); nothing is written to the
+At any other layer the gradients come from one forward and one backward batched over all
+requested classes (``torch.func.vjp`` + ``torch.func.vmap``, :func:`autograd_cams`); nothing is written to the
 parameters' ``.grad`` and no hook is registered, so one model can serve many threads.
 
 Grad-CAM++ (Chattopadhyay et al., 2018), with g = d y_c / d A::
