@@ -112,8 +112,8 @@ class TemporalConv3d(nn.Conv3d):
 class FrameMaxPool(nn.Module):
     """``nn.MaxPool3d((1, k, k), (1, s, s), (0, p, p))``: a spatial max-pool of every frame.
 
-    On a contiguous input it runs as a 2D pool over the (B, C*T, H, W) view, which gives the same
-    values several times faster on a CPU than the 3D kernel (which always computes indices).
+    On a contiguous input it runs as a 2D pool over the (B, C*T, H, W) view in channels-last
+    layout, which gives the same values about 5x faster on a CPU than the 3D kernel.
     """
 
     def __init__(self, k: int = 3, s: int = 2, p: int = 1):
@@ -124,8 +124,9 @@ class FrameMaxPool(nn.Module):
         if not x.is_contiguous():  # e.g. channels_last_3d in training: the 3D kernel
             return nn.functional.max_pool3d(x, (1, self.k, self.k), (1, self.s, self.s), (0, self.p, self.p))
         b, c, t, h, w = x.shape
-        y = nn.functional.max_pool2d(x.view(b, c * t, h, w), self.k, self.s, self.p)  # (B, C*T, H', W')
-        return y.view(b, c, t, *y.shape[-2:])  # (B, C, T, H', W')
+        planes = x.view(b, c * t, h, w).contiguous(memory_format=torch.channels_last)  # (B, C*T, H, W)
+        y = nn.functional.max_pool2d(planes, self.k, self.s, self.p)  # (B, C*T, H', W')
+        return y.contiguous().view(b, c, t, *y.shape[-2:])  # (B, C, T, H', W')
 
 
 def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1, tp: str = "zeros") -> TemporalConv3d:
