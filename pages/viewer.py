@@ -126,7 +126,7 @@ with ui.plain_errors():
         st.plotly_chart(render.importance_figure({b.classes[cls]: curve}, f - 1, window if show_gt else None),
                         key="vw_curve", width="stretch")
         if st.toggle("Play as videos (original and overlay)", key="vw_videos",
-                     help="Encoding the overlay video takes about 0.1 s, so it is off while you switch classes."):
+                     help="Encoding the overlay video adds about 20 ms to each class switch."):
             v1, v2 = st.columns(2)
             v1.caption("Original")
             v1.video(_video(key, frames, b.spec.fps), format="video/webm", loop=True, width=300)
