@@ -84,14 +84,14 @@ def prediction_table(ids, labels, logits: np.ndarray, classes: list[str], k: int
     labels = np.asarray(labels, dtype=np.int64)
     cases, rank = assign_cases(logits, labels, k, min_confidence)
     n = len(labels)
-    names = pd.Categorical.from_codes  # class names as categoricals: one small code per row, not one string
     ent = -(p * np.log(np.clip(p, 1e-12, 1))).sum(1)
     true_p = np.where(labels >= 0, p[np.arange(n), np.clip(labels, 0, None)], np.nan)
     code_t = np.int16 if len(classes) < 2**15 else np.int32
     cols = {
         "id": pd.array([str(i) for i in ids], dtype="string"),
-        "label": labels, "true_name": names(np.where(labels >= 0, labels, -1), categories=list(classes)),
-        "pred": order[:, 0], "pred_name": names(order[:, 0], categories=list(classes)),
+        # class names as categoricals (one small code per row, not one string); code -1 = no label
+        "label": labels, "true_name": pd.Categorical.from_codes(labels, categories=list(classes)),
+        "pred": order[:, 0], "pred_name": pd.Categorical.from_codes(order[:, 0], categories=list(classes)),
         "prob": top_p[:, 0].astype(np.float32),
         "second": order[:, 1] if k > 1 else order[:, 0], "second_prob": top_p[:, min(1, k - 1)].astype(np.float32),
         "margin": (top_p[:, 0] - top_p[:, min(1, k - 1)]).astype(np.float32),
@@ -188,9 +188,6 @@ def open_store(path: str | Path, checkpoint_hash: str | None = None, fingerprint
         raise StoreError(f"store files are unreadable ({e})", path) from None
     if len(table) != maps.shape[0]:
         raise StoreError("predictions and maps disagree in length", path)
-    table["case"] = pd.Categorical(table["case"], categories=[*CASES, "unlabelled"])
-    for col in ("true_name", "pred_name"):
-        table[col] = pd.Categorical(table[col], categories=list(meta["classes"]))
     return Store(path, meta, table, maps, mc, curves)
 
 

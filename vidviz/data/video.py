@@ -340,21 +340,16 @@ def _write_vp8(tmp: Path, path: Path, frames: np.ndarray, fps: float) -> None:
 
     import av  # PyAV: OpenCV's writer exposes no libvpx speed setting
 
-    rate = Fraction(fps).limit_denominator(1001)
     try:
-        _encode_vp8(av, tmp, frames, rate)
+        with av.open(str(tmp), "w", format="webm") as container:
+            stream = container.add_stream("libvpx", rate=Fraction(fps).limit_denominator(1001), options=VP8_OPTIONS)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            for fr in frames:  # (H, W, 3) uint8
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")))
+            container.mux(stream.encode())  # flush
     except av.FFmpegError as e:
         raise VideoError(f"cannot encode VP8 ({e})", path) from None
-
-
-def _encode_vp8(av, tmp: Path, frames: np.ndarray, rate) -> None:
-    with av.open(str(tmp), "w", format="webm") as container:
-        stream = container.add_stream("libvpx", rate=rate, options=VP8_OPTIONS)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        for fr in frames:  # (H, W, 3) uint8
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(fr), format="rgb24")))
-        container.mux(stream.encode())  # flush
 
 
 def _write_opencv(tmp: Path, path: Path, codec: str, frames: np.ndarray, fps: float) -> None:
