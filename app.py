@@ -3,6 +3,9 @@
 import streamlit as st
 
 from pages import _shared as ui
+from vidviz import runtime
+
+runtime.tune_allocator()  # once per process: reuse CPU tensor memory (see vidviz/runtime.py)
 
 st.set_page_config(page_title="vidviz", page_icon=":material/movie:", layout="wide")
 

@@ -18,9 +18,9 @@ from vidviz.models import i3d_resnet_tiny, save_checkpoint
 from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
 
 
-def random_model(seed: int = 0) -> VideoClassifier:
+def random_model(seed: int = 0, **overrides) -> VideoClassifier:
     torch.manual_seed(seed)
-    m = i3d_resnet_tiny(list(synth.TEMPLATES))
+    m = i3d_resnet_tiny(list(synth.TEMPLATES), **overrides)
     for mod in m.modules():  # undo zero-init so every block contributes
         if isinstance(mod, nn.BatchNorm3d):
             mod.weight.data.uniform_(0.5, 1.5)
@@ -294,3 +294,81 @@ def test_backend_ground_truth_maps_to_displayed_frames(backend_setup):
     key = b.dataset.records[0].id
     boxes, window = b.ground_truth(key)
     assert len(boxes) == 16 and window is not None and 0 <= window[0] <= window[1] < 16
+
+
+@pytest.mark.parametrize("layer", ["stem", "layer1", "layer3"])
+def test_autograd_gradcam_equals_captum_at_every_intermediate_layer(layer):
+    m, x = random_model(5), clip_tensor(5)
+    _, maps = autograd_cams(m, x, layer, [3, 8], "gradcam")
+    for i, c in enumerate([3, 8]):
+        assert_rel_close(maps[i], captum_gradcam(m, m.stages[layer], x, c))
+
+
+@pytest.mark.parametrize("cin,cout,k,kt,stride,tp", [
+    (8, 6, 3, 3, 2, "zeros"),  # 3x3x3, spatial stride 2 on an odd size: the last row/column is read by fewer taps
+    (8, 6, 1, 3, 2, "replicate"),  # a shortcut conv with replicated temporal padding
+    (5, 7, 3, 3, 1, "replicate"),
+    (4, 4, 5, 1, 1, "zeros"),  # the stem's 5x5 kernel, no temporal extent
+])
+def test_pooled_input_grad_equals_the_summed_autograd_gradient(cin, cout, k, kt, stride, tp):
+    from vidviz.explain.cam import pooled_input_grad
+    from vidviz.models.resnet3d import TemporalConv3d
+
+    torch.manual_seed(0)
+    conv = TemporalConv3d(cin, cout, k, kt, stride, tp)
+    x = torch.randn(1, cin, 5, 9, 9, requires_grad=True)
+    y = conv(x)  # (1, cout, 5, H', W')
+    g = torch.randn(3, *y.shape[1:])  # (3, cout, 5, H', W'): three cotangents
+    ref = torch.stack([torch.autograd.grad(y, x, gi[None], retain_graph=True)[0][0].flatten(1).sum(-1) for gi in g])
+    got = pooled_input_grad(conv, g, tuple(x.shape[2:]))  # (3, cin)
+    assert got.shape == (3, cin)
+    assert_rel_close(got.detach(), ref)
+
+
+def bottleneck_model(tp: str) -> VideoClassifier:
+    from vidviz.models.resnet3d import ResNet3dConfig, build_resnet3d
+
+    torch.manual_seed(7)
+    cfg = ResNet3dConfig(block="bottleneck", layers=[1, 2, 1, 1], widths=[4, 8, 8, 16], strides=[1, 2, 2, 1],
+                         stem_channels=8, stem_kernel=3, temporal_padding=tp)
+    spec = InputSpec(num_frames=6, fps=4.0, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    m = build_resnet3d(cfg, [f"c{i}" for i in range(9)], spec, "test_bottleneck")
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm3d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+@pytest.mark.parametrize("model", ["tiny-replicate", "bottleneck-zeros", "bottleneck-replicate"])
+def test_pooled_gradcam_equals_the_full_gradient_maps(model):
+    """The closed-form pooling at the next block's entry gives the maps of the full backward, at every layer."""
+    from vidviz.explain.cam import _entry_block
+
+    if model == "tiny-replicate":
+        m, x = random_model(8, temporal_padding="replicate"), clip_tensor(8, t=8, s=64)
+    else:
+        m, x = bottleneck_model(model.split("-")[1]), clip_tensor(9, t=6, s=32)
+    for layer in m.layer_names[:-1]:
+        assert _entry_block(m, layer) is not None, layer  # the pooled path is the one under test
+        logits, fast = autograd_cams(m, x, layer, [0, 4, 6], "gradcam")
+        logits_full, full = autograd_cams(m, x, layer, [0, 4, 6], "gradcam", full_gradients=True)
+        assert float(full.abs().max()) > 0, layer
+        assert_rel_close(fast, full, rel=1e-5)
+        assert torch.allclose(logits, logits_full)
+    assert _entry_block(m, m.last_layer) is None
+
+
+def test_allocator_tuning_applies_once_and_can_be_turned_off():
+    import os
+    import subprocess
+    import sys
+
+    code = "from vidviz import runtime; print(runtime.tune_allocator(), runtime.tune_allocator())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "VIDVIZ_MALLOC_TUNING": "0"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert on.stdout.split() == ["True", "True"]  # glibc Linux, as on every machine this project runs on
+    assert off.stdout.split() == ["False", "False"]

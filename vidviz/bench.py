@@ -96,6 +96,8 @@ def bench_explain(a) -> None:
         "Grad-CAM one class, autograd (last block)": lambda: autograd_cams(m, x, m.last_layer, [top5[0]]),
         one_k: lambda: autograd_cams(m, x, mid, [top5[0]]),
         five_k: lambda: autograd_cams(m, x, mid, top5),
+        f"Grad-CAM top-5 batched, full gradient maps ({mid})": lambda: autograd_cams(m, x, mid, top5,
+                                                                                    full_gradients=True),
     }, repeat=a.repeat)
     rows = list(ms.items())
     fwd, one_mid, five_mid = ms["plain forward"], ms[one_k], ms[five_k]
@@ -118,10 +120,13 @@ def bench_explain(a) -> None:
                          _time(lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(top5[0])]), repeat=a.repeat)))
     except Exception as e:  # not installed, or its 5D support fails
         print(f"pytorch-grad-cam: skipped ({type(e).__name__})")
+    from vidviz import runtime
+
     print(f"clip {key}, model {m.arch}, input {tuple(x.shape)}, {torch.get_num_threads()} threads, "
-          f"median of {a.repeat} (the first five timed in interleaved rounds)")
+          f"allocator tuning {'on' if runtime.tune_allocator() else 'off'}, "
+          f"median of {a.repeat} (the first six timed in interleaved rounds)")
     for name, t in rows:
-        print(f"  {name:48s} {t:9.1f} ms  {t / fwd:6.2f}x forward")
+        print(f"  {name:52s} {t:9.1f} ms  {t / fwd:6.2f}x forward")
     print(f"all classes / forward = {ms[all_k] / fwd:.2f} (target <= 1.1); "
           f"top-5 batched / one class at {mid} = {five_mid / one_mid:.2f} (target <= 1.5)")
 

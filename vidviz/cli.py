@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from vidviz import config
+from vidviz import config, runtime
 from vidviz.errors import VidvizError
 
 
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    runtime.tune_allocator()
     try:
         return int(args.func(args) or 0)
     except VidvizError as e:

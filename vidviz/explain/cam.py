@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from vidviz.models.resnet3d import VideoClassifier
 
@@ -116,9 +117,96 @@ def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> to
         return model.run(x, stop=layer)  # (1, C, T', h, w)
 
 
+def _taps_inside(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> torch.Tensor:
+    """(k, n_out) 0/1: whether tap ``a`` of output ``o`` reads an input position (not padding), one axis."""
+    o = torch.arange(n_out)[None, :]  # (1, n_out)
+    i = o * stride - pad + torch.arange(k)[:, None] * dil  # (k, n_out)
+    return ((i >= 0) & (i < n_in)).float()
+
+
+def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, int]) -> torch.Tensor:
+    """Sum over all positions of dL/dx for y = conv(x), from g = dL/dy, without a transposed convolution.
+
+    g: (n, C_out, T', H', W'); ``in_thw``: x's (T, H, W). Returns (n, C_in).
+    Input position ``o * s - p + a * d`` receives ``W[:, :, a] * g[:, :, o]``, so summed over
+    all input positions the gradient is ``sum_{c,a} W[c, k, a] S[c, a]``, where ``S[c, a]`` sums
+    g over the outputs whose tap ``a`` falls inside x. The taps are independent along T, H
+    and W, so S is g contracted with one (taps, outputs) 0/1 matrix per axis. Exact; costs
+    O(C_out * T'H'W' * taps) instead of a transposed convolution's O(C_in * C_out * THW * taps).
+    A :class:`TemporalConv3d` with replicated temporal padding convolves the padded clip,
+    whose summed gradient equals x's (the copies of the end frames add into them).
+    """
+    if conv.groups != 1:
+        raise ValueError("pooled_input_grad supports ungrouped convolutions only")
+    t, h, w = in_thw
+    t += 2 * getattr(conv, "replicate_t", 0)
+    k, st, pd, dl = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    vt, vh, vw = (_taps_inside(n, m, k[i], st[i], pd[i], dl[i]).to(g.device, g.dtype)
+                  for i, (n, m) in enumerate(zip((t, h, w), g.shape[2:], strict=True)))  # (k_i, out_i) each
+    taps = torch.einsum("ncoyx,ao,by,ex->ncabe", g, vt, vh, vw)  # (n, C_out, kt, kh, kw)
+    return torch.einsum("ncabe,ckabe->nk", taps, conv.weight.to(g.dtype))  # (n, C_in)
+
+
+def _entry_block(model: VideoClassifier, layer: str):
+    """The block that reads ``layer``'s output, when it exposes ``entry``/``finish`` (vidviz ResNets); else None."""
+    names = model.layer_names
+    i = names.index(layer) + 1
+    if i >= len(names):
+        return None
+    stage = model.stages[names[i]]
+    blk = stage[0] if isinstance(stage, nn.Sequential) and len(stage) else None
+    if blk is None or not all(hasattr(blk, f) for f in ("entry", "finish", "entry_convs")):
+        return None
+    if any(c is not None and (not isinstance(c, nn.Conv3d) or c.groups != 1) for c in blk.entry_convs()):
+        return None
+    return names[i], blk
+
+
+def _pooled_gradcam_weights(model: VideoClassifier, a0: torch.Tensor, layer: str, onehots: torch.Tensor,
+                            chunk: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Grad-CAM weights (n, C) at ``layer`` from the gradients of the next block's entry convolutions.
+
+    Grad-CAM needs only the mean of dy_c/dA over positions. The block after ``layer`` reads A
+    through two linear maps (``conv1`` and the shortcut), so the backward stops at their
+    outputs and :func:`pooled_input_grad` gives the pooled gradient of A in closed form.
+    Same maps as the full backward (tested against captum). None where the model does not allow it.
+    """
+    found = _entry_block(model, layer)
+    if found is None:
+        return None
+    nxt, blk = found
+    stage = model.stages[nxt]
+    with torch.no_grad():
+        z, zid = blk.entry(a0)  # (1, width, T', h', w'), (1, C_out, T', h', w') or A itself
+
+    def rest(z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+        y = stage[1:](blk.finish(z, zid))  # (1, C_out, T', h', w')
+        return model.head(model.run(y, start=nxt))  # (1, K)
+
+    logits, pullback = torch.func.vjp(rest, z, zid)  # (1, K)
+    gz, gid = _batched_pullback(pullback, onehots, chunk)  # (n, 1, width, ...), (n, 1, C_out, ...)
+    thw = tuple(a0.shape[2:])
+    conv1, conv_id = blk.entry_convs()
+    pooled = pooled_input_grad(conv1, gz[:, 0], thw)  # (n, C)
+    pooled = pooled + (gid[:, 0].flatten(2).sum(-1) if conv_id is None else pooled_input_grad(conv_id, gid[:, 0], thw))
+    return logits, pooled / (thw[0] * thw[1] * thw[2])  # (1, K), (n, C)
+
+
+def _batched_pullback(pullback, onehots: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
+    """The pullback of every row of ``onehots`` (n, 1, K): one batched backward (``vmap``), in chunks."""
+    n = onehots.shape[0]
+    try:
+        if n == 1:
+            return tuple(g[None] for g in pullback(onehots[0]))  # (1, 1, ...) each
+        return torch.func.vmap(pullback, chunk_size=max(1, chunk))(onehots)  # (n, 1, ...) each
+    except RuntimeError:  # an op without a batching rule: one pullback per class
+        outs = [pullback(onehots[i]) for i in range(n)]
+        return tuple(torch.stack(gs) for gs in zip(*outs, strict=True))  # (n, 1, ...) each
+
+
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
                   method: str = "gradcam", activations: torch.Tensor | None = None,
-                  chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+                  chunk: int = 16, full_gradients: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes`` (targets: class logits, pre-softmax).
 
     x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before. One
@@ -127,6 +215,11 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     classes at most at a time, to bound memory. torch.func's batching rule for convolution
     backward folds the classes into one batched convolution; ``autograd.grad(is_grads_batched=True)``
     loops over them and is about twice as slow on a CPU.
+    Grad-CAM needs only the gradient pooled over positions: where the next block allows it
+    (vidviz ResNets), the backward stops at that block's entry convolutions and the pooling is
+    done in closed form (:func:`_pooled_gradcam_weights`), which saves the most expensive part
+    of the backward. ``full_gradients=True`` takes the full gradient map instead (same maps;
+    Grad-CAM++ always needs it).
     Returns (logits (K,), maps (n, T', h, w)). No hooks, no ``.grad`` writes; the model must be in
     eval mode (dropout and batch statistics would otherwise change the result).
     """
@@ -141,22 +234,21 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     a0 = a0.detach()
     acts = a0[0]  # (C, T', h, w)
     n = len(classes)
+    eye = torch.zeros(n, 1, model.num_classes, dtype=a0.dtype, device=a0.device)  # (n, 1, K) one-hot targets
+    eye[torch.arange(n), 0, torch.as_tensor([int(c) for c in classes], dtype=torch.long, device=a0.device)] = 1.0
     with torch.enable_grad():
-        logits, pullback = torch.func.vjp(lambda a: model.head(model.run(a, start=layer)), a0)  # (1, K)
-        if n == 0:
-            return logits.detach()[0], acts.new_zeros((0, *acts.shape[1:]))
-        eye = torch.zeros(n, *logits.shape, dtype=logits.dtype, device=logits.device)  # (n, 1, K)
-        eye[torch.arange(n), 0, torch.as_tensor(classes, device=logits.device)] = 1.0
-        try:
-            if n == 1:
-                grads = pullback(eye[0])[0][None]  # (1, 1, C, T', h, w)
-            else:
-                grads = torch.func.vmap(pullback, chunk_size=max(1, chunk))(eye)[0]  # (n, 1, C, T', h, w)
-        except RuntimeError:  # an op without a batching rule: one pullback per class
-            grads = torch.stack([pullback(eye[i])[0] for i in range(n)])  # (n, 1, C, T', h, w)
-    g = grads[:, 0].detach()  # (n, C, T', h, w)
-    w = _gradcam_weights(g, acts, method)  # (n, C)
-    cams = torch.relu(torch.einsum("nc,cthw->nthw", w, acts))  # (n, T', h, w)
+        pooled = None
+        if method == "gradcam" and not full_gradients and n:
+            pooled = _pooled_gradcam_weights(model, a0, layer, eye, chunk)
+        if pooled is not None:
+            logits, w = pooled  # (1, K), (n, C)
+        else:
+            logits, pullback = torch.func.vjp(lambda a: model.head(model.run(a, start=layer)), a0)  # (1, K)
+            if n == 0:
+                return logits.detach()[0], acts.new_zeros((0, *acts.shape[1:]))
+            (grads,) = _batched_pullback(pullback, eye, chunk)  # (n, 1, C, T', h, w)
+            w = _gradcam_weights(grads[:, 0].detach(), acts, method)  # (n, C)
+    cams = torch.relu(torch.einsum("nc,cthw->nthw", w.detach(), acts))  # (n, T', h, w)
     return logits.detach()[0], cams
 
 

@@ -134,7 +134,39 @@ def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1, tp: str = "zero
     return TemporalConv3d(cin, cout, k, kt, stride, tp)
 
 
-class BasicBlock3d(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What both blocks share: the block's input is read only by ``conv1`` and the shortcut.
+
+    ``forward(x) = finish(*entry(x))``. ``entry`` applies the two linear maps that read x
+    (``conv1``, and the shortcut's convolution or the identity); ``finish`` does the rest.
+    Grad-CAM at the layer *before* this block needs only the gradient of x summed over its
+    positions, which follows in closed form from the gradients of the two entry outputs
+    (:func:`vidviz.explain.cam.pooled_input_grad`), without the transposed convolutions.
+    """
+
+    conv1: TemporalConv3d
+    downsample: nn.Sequential | None
+
+    def entry_convs(self) -> tuple[TemporalConv3d, TemporalConv3d | None]:
+        """The convolutions that read the block's input: ``conv1`` and the shortcut's (None: identity)."""
+        return self.conv1, None if self.downsample is None else self.downsample[0]
+
+    def entry(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.conv1(x)  # (B, width, T, H', W')
+        zid = x if self.downsample is None else self.downsample[0](x)  # (B, C_out, T, H', W')
+        return z, zid
+
+    def shortcut(self, zid: torch.Tensor) -> torch.Tensor:
+        return zid if self.downsample is None else self.downsample[1](zid)  # (B, C_out, T, H', W')
+
+    def finish(self, z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.finish(*self.entry(x))  # (B, C_out, T, H', W')
+
+
+class BasicBlock3d(_ResidualBlock):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int, kt: int, tp: str = "zeros"):
@@ -147,14 +179,13 @@ class BasicBlock3d(nn.Module):
         if stride != 1 or cin != cout:
             self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride, tp), nn.BatchNorm3d(cout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return self.relu(y + idt)
+    def finish(self, z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(z))  # (B, width, T, H', W')
+        y = self.bn2(self.conv2(y))  # (B, C_out, T, H', W')
+        return self.relu(y + self.shortcut(zid))
 
 
-class Bottleneck3d(nn.Module):
+class Bottleneck3d(_ResidualBlock):
     """torchvision's Bottleneck (stride on the 3x3 conv), every conv inflated to kernel ``kt`` in time."""
 
     expansion = 4
@@ -170,12 +201,11 @@ class Bottleneck3d(nn.Module):
         if stride != 1 or cin != cout:
             self.downsample = nn.Sequential(_conv(cin, cout, 1, kt, stride, tp), nn.BatchNorm3d(cout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return self.relu(y + idt)
+    def finish(self, z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(z))  # (B, width, T, H, W)
+        y = self.relu(self.bn2(self.conv2(y)))  # (B, width, T, H', W')
+        y = self.bn3(self.conv3(y))  # (B, C_out, T, H', W')
+        return self.relu(y + self.shortcut(zid))
 
 
 @dataclass
