@@ -236,26 +236,28 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     if progress:
         progress(done, total)
     w = model.head.fc.weight  # (K, C)
-    made = 0
-    for i in mine:
-        if _part_done(parts_dir, i):
-            continue
-        if max_parts is not None and made >= max_parts:
-            break
-        part = recs[i * part_size:(i + 1) * part_size]
-        ids, labels, logits_l, maps_l, mcls_l, curves_l, failures = [], [], [], [], [], [], []
-        for batch in iterate_batches(part, model.spec, batch_size, workers):
-            failures += [(part[j].id, msg) for j, msg in batch.errors]
-            if batch.x is None:
-                continue
+    todo = [i for i in mine if not _part_done(parts_dir, i)][:max_parts]
+    # one decoding pipeline over every part still to do, so workers start once and never drain between parts
+    parts = {i: recs[i * part_size:(i + 1) * part_size] for i in todo}
+    flat = [r for i in todo for r in parts[i]]
+    owner = [i for i in todo for _ in parts[i]]  # the part of each position in flat
+    left = {i: len(parts[i]) for i in todo}  # clips of each part not yet through the model
+    acc = {i: ([], [], [], [], [], [], []) for i in todo}  # ids, labels, logits, maps, map classes, curves, failures
+    for batch in iterate_batches(flat, model.spec, batch_size, workers):
+        for pos, msg in batch.errors:
+            acc[owner[pos]][6].append((flat[pos].id, msg))
+            left[owner[pos]] -= 1
+        if batch.x is not None:
             a = model.features(batch.x.to(dev))  # (B, C, T', h, w)
             logits = model.head(a).float()  # (B, K)
             top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (B, k)
             for j, pos in enumerate(batch.indices):
-                lab = part[pos].label if part[pos].label is not None else -1
+                rec = flat[pos]
+                ids, labels, logits_l, maps_l, mcls_l, curves_l, _ = acc[owner[pos]]
+                lab = rec.label if rec.label is not None else -1
                 cls = torch.cat([top[j], torch.tensor([max(lab, 0)], device=top.device)])  # (k+1,)
                 m = cams_from_features(a[j], w, cls)  # (k+1, T', h, w)
-                ids.append(part[pos].id)
+                ids.append(rec.id)
                 labels.append(lab)
                 logits_l.append(logits[j].cpu().numpy())
                 maps_l.append(m.cpu().numpy().astype(np.float16))
@@ -264,11 +266,12 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
                     mc[-1] = -1
                 mcls_l.append(mc)
                 curves_l.append(importance_curve(m[0].cpu().numpy(), model.spec.num_frames).astype(np.float16))
-        _write_part(parts_dir, i, ids, labels, logits_l, maps_l, mcls_l, curves_l, failures)
-        made += 1
-        done += len(part)
-        if progress:
-            progress(done, total)
+                left[owner[pos]] -= 1
+        for i in [i for i in acc if left[i] == 0]:  # parts complete: write them as soon as they are
+            _write_part(parts_dir, i, *acc.pop(i))
+            done += len(parts[i])
+            if progress:
+                progress(done, total)
     if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     if rank == 0 and all(_part_done(parts_dir, i) for i in range(n_parts)):
