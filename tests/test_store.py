@@ -150,3 +150,24 @@ def test_cli_precompute_prints_counts(tiny_ds, ckpt, tmp_path):
                 "--out", str(tmp_path / "s"), "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert "48 clips:" in r.stdout and "positive" in r.stdout and "negative" in r.stdout
+
+
+def test_parts_straddling_batches_with_a_corrupt_clip(tiny_ds, ckpt, tmp_path):
+    """One decoding pipeline feeds every part: batches of 8 cross parts of 5, and a bad clip lands in one part."""
+    import shutil
+
+    root = shutil.copytree(tiny_ds, tmp_path / "ds")
+    ds, m = open_dataset(root), load_checkpoint(ckpt)
+    recs = ds.split("train")
+    bad = recs[12]
+    bad.path.write_bytes(bad.path.read_bytes()[:300])  # truncated mid-stream
+    out = precompute(m, ds, "train", tmp_path / "s", part_size=5, batch_size=8, workers=2)
+    metas = [json.loads(p.read_text()) for p in sorted((out / "parts").glob("part-*.json"))]
+    assert len(metas) == 10
+    for i, meta in enumerate(metas):
+        expect = [r.id for r in recs[i * 5:(i + 1) * 5]]
+        assert sorted(meta["ids"] + [f[0] for f in meta["failures"]]) == sorted(expect)
+    assert [f[0] for meta in metas for f in meta["failures"]] == [bad.id]
+    st = open_store(out)
+    assert len(st.table) == len(recs) - 1 and bad.id not in set(st.table["id"])
+    assert_same_store(st, open_store(precompute(m, ds, "train", tmp_path / "one", part_size=64, workers=0)))
