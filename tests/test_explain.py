@@ -298,10 +298,13 @@ def test_backend_ground_truth_maps_to_displayed_frames(backend_setup):
 
 @pytest.mark.parametrize("layer", ["stem", "layer1", "layer3"])
 def test_autograd_gradcam_equals_captum_at_every_intermediate_layer(layer):
-    m, x = random_model(5), clip_tensor(5)
-    _, maps = autograd_cams(m, x, layer, [3, 8], "gradcam")
-    for i, c in enumerate([3, 8]):
-        assert_rel_close(maps[i], captum_gradcam(m, m.stages[layer], x, c))
+    """In float64, so that float32 rounding (about 1e-5 of a map's peak on both sides) cannot hide an error."""
+    m, x = random_model(5).double(), clip_tensor(5).double()
+    _, maps = autograd_cams(m, x, layer, [3, 8, 10], "gradcam")
+    for i, c in enumerate([3, 8, 10]):
+        ref = captum_gradcam(m, m.stages[layer], x, c)
+        assert_rel_close(maps[i], ref, rel=1e-9)
+    assert float(maps.abs().max()) > 0
 
 
 @pytest.mark.parametrize("cin,cout,k,kt,stride,tp", [
@@ -315,14 +318,14 @@ def test_pooled_input_grad_equals_the_summed_autograd_gradient(cin, cout, k, kt,
     from vidviz.models.resnet3d import TemporalConv3d
 
     torch.manual_seed(0)
-    conv = TemporalConv3d(cin, cout, k, kt, stride, tp)
-    x = torch.randn(1, cin, 5, 9, 9, requires_grad=True)
+    conv = TemporalConv3d(cin, cout, k, kt, stride, tp).double()
+    x = torch.randn(1, cin, 5, 9, 9, dtype=torch.float64, requires_grad=True)
     y = conv(x)  # (1, cout, 5, H', W')
-    g = torch.randn(3, *y.shape[1:])  # (3, cout, 5, H', W'): three cotangents
+    g = torch.randn(3, *y.shape[1:], dtype=torch.float64)  # (3, cout, 5, H', W'): three cotangents
     ref = torch.stack([torch.autograd.grad(y, x, gi[None], retain_graph=True)[0][0].flatten(1).sum(-1) for gi in g])
     got = pooled_input_grad(conv, g, tuple(x.shape[2:]))  # (3, cin)
     assert got.shape == (3, cin)
-    assert_rel_close(got.detach(), ref)
+    assert_rel_close(got.detach(), ref, rel=1e-10)
 
 
 def bottleneck_model(tp: str) -> VideoClassifier:
@@ -351,12 +354,13 @@ def test_pooled_gradcam_equals_the_full_gradient_maps(model):
         m, x = random_model(8, temporal_padding="replicate"), clip_tensor(8, t=8, s=64)
     else:
         m, x = bottleneck_model(model.split("-")[1]), clip_tensor(9, t=6, s=32)
+    m, x = m.double(), x.double()  # float64: the two paths must agree to rounding, not to float32's 1e-5
     for layer in m.layer_names[:-1]:
         assert _entry_block(m, layer) is not None, layer  # the pooled path is the one under test
         logits, fast = autograd_cams(m, x, layer, [0, 4, 6], "gradcam")
         logits_full, full = autograd_cams(m, x, layer, [0, 4, 6], "gradcam", full_gradients=True)
         assert float(full.abs().max()) > 0, layer
-        assert_rel_close(fast, full, rel=1e-5)
+        assert_rel_close(fast, full, rel=1e-9)
         assert torch.allclose(logits, logits_full)
     assert _entry_block(m, m.last_layer) is None
 
