@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="top-1/top-5, per-class accuracy and confusion matrix")
     data_args(e)
     e.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
-    e.add_argument("--csv", default="confusion.csv", help="where to write the confusion matrix")
+    e.add_argument("--csv", default=None, help="also write the confusion matrix to this CSV file")
     e.add_argument("--json", default=None, help="also write all figures as JSON")
     e.set_defaults(func=_evaluate)
 
