@@ -14,7 +14,10 @@ from one forward pass, with no hooks and no backward (:func:`cams_for_all_classe
 
 At any other layer the gradients come from one forward and one backward batched over all
 requested classes (``torch.func.vjp`` + ``torch.func.vmap``, :func:`autograd_cams`); nothing is written to the
-parameters' ``.grad`` and no hook is registered, so one model can serve many threads.
+parameters' ``.grad`` and no hook is registered, so one model can serve many threads. Grad-CAM
+uses only the gradient averaged over positions, so on the vidviz ResNets that backward stops
+at the convolutions that read the layer and the average is taken in closed form
+(:func:`pooled_input_grad`): exact, and without the two transposed convolutions.
 
 Grad-CAM++ (Chattopadhyay et al., 2018), with g = d y_c / d A::
 
