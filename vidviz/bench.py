@@ -238,13 +238,7 @@ def bench_precompute(a) -> None:
     print(f"  ratio {pre / plain:.2f} (target >= 0.9)")
 
 
-def add_command(sub, data_args) -> None:
-    p = sub.add_parser("bench", help="benchmarks that print figures")
-    p.add_argument("what", choices=["model", "explain", "app", "gallery", "precompute"])
-    data_args(p, split=False)
-    p.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
-    p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--clips", type=int, default=220_847, help="store size for `bench gallery`")
-    p.add_argument("--clip", default=None, help="clip id for `bench app`")
-    p.set_defaults(func=lambda a: {"model": bench_model, "explain": bench_explain, "app": bench_app,
-                                   "gallery": bench_gallery, "precompute": bench_precompute}[a.what](a) or 0)
+def main(a) -> int:
+    """``vidviz bench WHAT`` (the parser is in :mod:`vidviz.cli_store`, so the CLI starts without torch)."""
+    return {"model": bench_model, "explain": bench_explain, "app": bench_app,
+            "gallery": bench_gallery, "precompute": bench_precompute}[a.what](a) or 0

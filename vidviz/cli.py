@@ -84,22 +84,17 @@ def _evaluate(a) -> int:
     return 0
 
 
-def synth_defaults() -> tuple:
-    from vidviz.data import synth
-
-    return synth.DEFAULT_CLIPS, synth.DEFAULT_SEED, synth.DEFAULT_DIFFICULTY, synth.DEFAULT_HARD
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidviz", description="Explore what video classifiers look at.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="generate a Something-Something-like dataset in the v2 layout")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--clips", type=int, default=1500, help="number of clips (default 1500)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--difficulty", type=float, default=1.0, help="0 = easy, 1 = default, 2 = hard")
-    s.add_argument("--hard", type=float, default=synth_defaults()[3],
+    s.add_argument("--clips", type=int, default=config.DEFAULT_CLIPS, help="number of clips (default %(default)s)")
+    s.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
+    s.add_argument("--difficulty", type=float, default=config.DEFAULT_DIFFICULTY,
+                   help="0 = easy, 1 = default, 2 = hard")
+    s.add_argument("--hard", type=float, default=config.DEFAULT_HARD,
                    help="share of hard clips (a brief action off the sampled window)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     s.set_defaults(func=_synth)

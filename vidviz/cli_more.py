@@ -100,9 +100,7 @@ def add_commands(sub, data_args) -> None:
     e.add_argument("--out", default="explained", help="output folder")
     e.set_defaults(func=_explain)
 
-    try:
-        from vidviz import cli_store  # precompute / quality / bench, when present
-    except ImportError:
-        return
+    from vidviz import cli_store  # precompute / bench / quality
+
     cli_store.add_commands(sub, data_args)
 

@@ -14,30 +14,27 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 1024 * 1024 * 1024
-_state: dict[str, bool] = {}
 
 
+@functools.cache
 def tune_allocator() -> bool:
     """Apply the glibc settings above once per process; True when they are in effect.
 
     A no-op (False) off glibc, or with ``VIDVIZ_MALLOC_TUNING=0`` in the environment.
     """
-    if "tuned" in _state:
-        return _state["tuned"]
-    ok = False
-    if os.environ.get("VIDVIZ_MALLOC_TUNING", "1") != "0" and platform.system() == "Linux" \
-            and platform.libc_ver()[0] == "glibc":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-                bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-        except (OSError, AttributeError):
-            ok = False
-    _state["tuned"] = ok
-    return ok
+    if os.environ.get("VIDVIZ_MALLOC_TUNING", "1") == "0" or platform.system() != "Linux" \
+            or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
+            bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        return False

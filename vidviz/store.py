@@ -245,7 +245,8 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     acc = {i: ([], [], [], [], [], [], []) for i in todo}  # ids, labels, logits, maps, map classes, curves, failures
     for batch in iterate_batches(flat, model.spec, batch_size, workers):
         for pos, msg in batch.errors:
-            acc[owner[pos]][6].append((flat[pos].id, msg))
+            *_, failures = acc[owner[pos]]
+            failures.append((flat[pos].id, msg))
             left[owner[pos]] -= 1
         if batch.x is not None:
             a = model.features(batch.x.to(dev))  # (B, C, T', h, w)

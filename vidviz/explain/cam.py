@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidviz.models.resnet3d import VideoClassifier
+from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -155,19 +155,13 @@ def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, 
     return torch.einsum("ncabe,ckabe->nk", taps, conv.weight.to(g.dtype))  # (n, C_in)
 
 
-def _entry_block(model: VideoClassifier, layer: str):
-    """The block that reads ``layer``'s output, when it exposes ``entry``/``finish`` (vidviz ResNets); else None."""
+def _entry_block(model: VideoClassifier, layer: str) -> tuple[str, ResidualBlock] | None:
+    """(next stage, its first block) when that block is a vidviz :class:`ResidualBlock`; else None."""
     names = model.layer_names
     i = names.index(layer) + 1
-    if i >= len(names):
-        return None
-    stage = model.stages[names[i]]
+    stage = model.stages[names[i]] if i < len(names) else None
     blk = stage[0] if isinstance(stage, nn.Sequential) and len(stage) else None
-    if blk is None or not all(hasattr(blk, f) for f in ("entry", "finish", "entry_convs")):
-        return None
-    if any(c is not None and (not isinstance(c, nn.Conv3d) or c.groups != 1) for c in blk.entry_convs()):
-        return None
-    return names[i], blk
+    return (names[i], blk) if isinstance(blk, ResidualBlock) else None
 
 
 def _pooled_gradcam_weights(model: VideoClassifier, a0: torch.Tensor, layer: str, onehots: torch.Tensor,

@@ -134,7 +134,7 @@ def _conv(cin: int, cout: int, k: int, kt: int, stride: int = 1, tp: str = "zero
     return TemporalConv3d(cin, cout, k, kt, stride, tp)
 
 
-class _ResidualBlock(nn.Module):
+class ResidualBlock(nn.Module):
     """What both blocks share: the block's input is read only by ``conv1`` and the shortcut.
 
     ``forward(x) = finish(*entry(x))``. ``entry`` applies the two linear maps that read x
@@ -166,7 +166,7 @@ class _ResidualBlock(nn.Module):
         return self.finish(*self.entry(x))  # (B, C_out, T, H', W')
 
 
-class BasicBlock3d(_ResidualBlock):
+class BasicBlock3d(ResidualBlock):
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int, kt: int, tp: str = "zeros"):
@@ -185,7 +185,7 @@ class BasicBlock3d(_ResidualBlock):
         return self.relu(y + self.shortcut(zid))
 
 
-class Bottleneck3d(_ResidualBlock):
+class Bottleneck3d(ResidualBlock):
     """torchvision's Bottleneck (stride on the 3x3 conv), every conv inflated to kernel ``kt`` in time."""
 
     expansion = 4
