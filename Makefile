@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 DATA    ?= data/ssv2-synth
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev data chromium lint clean
+.PHONY: run test test-fast install install-dev data chromium lint clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,11 +32,14 @@ chromium:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(VENV)/.installed-dev chromium data
-	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py
+	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py ui.py
 	$(PY) -m pytest -q -p no:cacheprovider
 
+test-fast: $(VENV)/.installed-dev data
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py
+	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py ui.py
 
 clean:
 	rm -rf $(VENV) stores test-artifacts

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import _shared as ui
+import ui
 from vidviz import runtime
 
 runtime.tune_allocator()  # once per process: reuse CPU tensor memory (see vidviz/runtime.py)

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from pages import _shared as ui
+import ui
 from vidviz import render, tables
-from vidviz.data.video import load_clip
 
 st.title("Dataset browser")
 b = ui.backend()
@@ -24,7 +23,7 @@ with ui.plain_errors():
     text = c2.text_input("Search id, label or object", key="br_text", placeholder="e.g. red cube")
     size = c3.selectbox("Rows per page", [25, 50, 100], index=1, key="br_size")
     rows = tables.filter_table(df, chosen, ui.split(), text)
-    pages = max(1, -(-len(rows) // size))
+    pages = tables.page_count(len(rows), size)
     page_no = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="br_page")
     page = tables.with_video_info(tables.page_of(rows, page_no, size), ds, b.spec.default_source_fps)
     if store_preds is not None:
@@ -45,7 +44,7 @@ with ui.plain_errors():
             if rec.path.is_file():
                 st.video(rec.path.read_bytes(), format=f"video/{rec.path.suffix.lstrip('.').lower() or 'webm'}")
             else:  # a folder of JPEG frames (v1 / Jester): show the sampled frames
-                st.image(list(load_clip(rec.path, b.spec).frames[::2]), width=96)
+                st.image(list(b.frames(rec.id)[::2]), width=96)
             if st.button("Open in Grad-CAM viewer", type="primary", key="br_open"):
                 ui.open_in_viewer(rec.id)
         else:

@@ -3,10 +3,9 @@
 import numpy as np
 import streamlit as st
 
-from pages import _shared as ui
-from vidviz import gallery, render, store
-from vidviz.data.video import load_clip
-from vidviz.explain.cam import normalise, upsample
+import ui
+from vidviz import render, tables
+from vidviz.jobs import store
 
 st.title("Confusion gallery")
 b = ui.backend()
@@ -39,7 +38,7 @@ with ui.plain_errors():
     classes = st_.classes
     opts = [None, *range(len(classes))]
     c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
-    sort = c3.selectbox("Sort by", list(gallery.SORTS), key="ga_sort",
+    sort = c3.selectbox("Sort by", list(tables.SORTS), key="ga_sort",
                         help="confidence: most confident first; margin: closest calls first; entropy: most uncertain first")
     per_page = c4.selectbox("Per page", [6, 12, 24], index=1, key="ga_per_page")
     true_cls = c1.selectbox("True class", opts, key="ga_true", format_func=lambda c: "any" if c is None else classes[c])
@@ -48,12 +47,7 @@ with ui.plain_errors():
 
     @st.cache_data(max_entries=512, show_spinner=False)
     def strip(store_path: str, clip_id: str, row: int, cls: int, _maps: np.ndarray | None) -> np.ndarray:
-        clip = load_clip(ds.get(clip_id).path, b.spec)
-        frames = clip.frames[::4]  # 4 of the 16 frames
-        if _maps is None:
-            return np.concatenate(list(frames), axis=1)
-        up = normalise(upsample(_maps, (len(clip.frames), *clip.frames.shape[1:3])))[::4]  # (4, S0, S0)
-        return np.concatenate(list(render.overlay(frames, up, 0.5)), axis=1)
+        return render.preview_strip(b.frames(clip_id), _maps, every=4)  # 4 of the 16 frames
 
     def card(row):
         r = int(row.Index)
@@ -74,13 +68,13 @@ with ui.plain_errors():
                     f"Negative ({counts['negative']})"])
     for tab, case in zip(tabs, store.CASES, strict=True):
         with tab:
-            rows = gallery.select(st_.table, case, sort, true_cls, pred_cls)
+            rows = tables.select(st_.table, case, sort, true_cls, pred_cls)
             if rows.empty:
                 st.info("No clip in this case with these filters.")
                 continue
-            pages = max(1, -(-len(rows) // per_page))
+            pages = tables.page_count(len(rows), per_page)
             page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"ga_page_{case}")
-            chunk = rows.iloc[(page - 1) * per_page: page * per_page]
+            chunk = tables.page_of(rows, page, per_page)
             cols = st.columns(3)
             for i, row in enumerate(chunk.itertuples()):
                 with cols[i % 3]:
@@ -90,7 +84,7 @@ with ui.plain_errors():
     conf = st_.confusion()
     left, right = st.columns([3, 2])
     left.plotly_chart(render.confusion_figure(conf, classes), key="ga_conf", width="stretch")
-    pairs = gallery.confused_pairs(conf, classes)
+    pairs = tables.confused_pairs(conf, classes)
     with right:
         st.caption("Most confused pairs: select a row to show those clips above.")
         ev = st.dataframe(pairs.drop(columns=["true_idx", "pred_idx"]), hide_index=True, on_select="rerun",

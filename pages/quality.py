@@ -1,12 +1,12 @@
 """Saliency quality: do the maps point at the object, the hand and the action? Do they depend on the model?"""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from pages import _shared as ui
-from vidviz import store
-from vidviz.quality_report import METRICS, run_quality, summary_wide
+import ui
+from vidviz import render
+from vidviz.jobs import store
+from vidviz.jobs.quality import METRICS, run_quality, summary_wide
 
 st.title("Saliency quality")
 b = ui.backend()
@@ -37,8 +37,7 @@ with ui.plain_errors():
     st.dataframe(summary_wide(summary), key="qa_summary", width="stretch")
 
     metric = st.selectbox("Metric", list(METRICS), key="qa_metric")
-    fig = px.bar(summary[summary["metric"] == metric], x="method", y="mean", error_y="ci95", title=metric, height=300)
-    st.plotly_chart(fig, key="qa_bar", width="stretch")
+    st.plotly_chart(render.quality_figure(summary, metric), key="qa_bar", width="stretch")
 
     by = st.radio("Break down by", ["case", "label"], horizontal=True, key="qa_by")
     table = clips.pivot_table(index=by, columns="method", values=metric, aggfunc="mean").round(3)

@@ -1,13 +1,10 @@
 """Grad-CAM viewer: one clip, a target class, every frame's heatmap."""
 
-import io
-
 import numpy as np
 import streamlit as st
 
-from pages import _shared as ui
+import ui
 from vidviz import render
-from vidviz.cli_more import format_top
 from vidviz.explain.cam import METHODS, contrast
 from vidviz.explain.temporal import importance_curve
 
@@ -19,7 +16,7 @@ VIDEO_TYPES = ["webm", "mp4", "avi", "mkv", "mov", "m4v"]
 
 
 def _param(name):
-    return lambda: ui._set_param(name, st.session_state[f"vw_{name}"])
+    return lambda: ui.set_param(name, st.session_state[f"vw_{name}"])
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -31,7 +28,7 @@ def _step(delta, ids):
     cur = st.session_state.get("vw_clip", ids[0])
     i = ids.index(cur) if cur in ids else 0
     st.session_state.vw_clip = ids[(i + delta) % len(ids)]
-    ui._set_param("clip", st.session_state.vw_clip)
+    ui.set_param("clip", st.session_state.vw_clip)
 
 
 with ui.plain_errors():
@@ -70,7 +67,7 @@ with ui.plain_errors():
     with head_l:
         title = f"True label: {rec.template}" if rec is not None and rec.template else "True label: (unknown)"
         st.markdown(f"#### {title}")
-        st.markdown("  \n".join(format_top(top, b.classes, 2)))
+        st.markdown("  \n".join(render.format_top(top, b.classes, 2)))
         if rec is not None and rec.placeholders:
             st.caption(f"Objects: {', '.join(rec.placeholders)} · clip {rec.id} · {rec.split}")
 
@@ -85,7 +82,7 @@ with ui.plain_errors():
     with head_r:
         cls = st.selectbox("Target class (top predictions first)", order, key=ck,
                            format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                           on_change=lambda: ui._set_param("cls", st.session_state[ck]))
+                           on_change=lambda: ui.set_param("cls", st.session_state[ck]))
         m1, m2, m3 = st.columns(3)
         method = m1.selectbox("Method", METHODS, index=METHODS.index(qp.get("method", "gradcam"))
                               if qp.get("method", "gradcam") in METHODS else 0, key="vw_method", on_change=_param("method"))
@@ -166,19 +163,10 @@ with ui.plain_errors():
         st.plotly_chart(render.temporal_figure(rep.blank), key="vw_blank", width="stretch")
 
     # ---------------------------------------------------------------- downloads
-    stem = f"{key.replace(':', '_')}_{cls}_{method.replace('+', 'p')}_{layer}"
-    d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Overlay video (.webm)", lambda: render.video_bytes(ov, b.spec.fps), f"{stem}.webm",
-                       "video/webm", key="vw_dl_video", on_click="ignore")
-    d2.download_button("Overlay GIF", lambda: render.gif_bytes(ov, b.spec.fps), f"{stem}.gif", "image/gif",
-                       key="vw_dl_gif", on_click="ignore")
-    d3.download_button("Frame grid (.png)", lambda: render.png_bytes(render.frame_grid(ov)), f"{stem}.png",
-                       "image/png", key="vw_dl_png", on_click="ignore")
-
-    def _npy():
-        buf = io.BytesIO()
-        np.save(buf, raw.astype(np.float32))
-        return buf.getvalue()
-
-    d4.download_button("Maps (.npy, T'×h×w)", _npy, f"{stem}.npy", "application/octet-stream", key="vw_dl_npy",
-                       on_click="ignore")
+    bundle = render.export_bundle(key, cls, b.classes[cls], method, layer, ov, raw, b.spec.fps)
+    files = bundle.files()
+    for col, (suffix, label, mime) in zip(st.columns(4), (
+            ("_overlay.webm", "Overlay video (.webm)", "video/webm"), ("_overlay.gif", "Overlay GIF", "image/gif"),
+            ("_grid.png", "Frame grid (.png)", "image/png"), ("_maps.npy", "Maps (.npy, T'×h×w)", "application/octet-stream")),
+            strict=True):
+        col.download_button(label, files[suffix], f"{bundle.stem}{suffix}", mime, key=f"vw_dl{suffix}", on_click="ignore")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-
-from tests.conftest import ARTIFACTS, ROOT
+from support import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -20,16 +17,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-dev-shm-usage"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(default_ds, default_checkpoint):
+def server(default_ds, default_checkpoint, artifacts):
     port = free_port()
-    log = open(ARTIFACTS / "streamlit.log", "w") if ARTIFACTS.mkdir(exist_ok=True) is None else None
+    log = open(artifacts / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
@@ -42,7 +33,7 @@ def server(default_ds, default_checkpoint):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start; see test-artifacts/streamlit.log")
+        pytest.fail(f"streamlit did not start; see {artifacts / 'streamlit.log'}")
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -76,7 +67,7 @@ def no_exception(pg):
 
 
 @pytest.mark.browser
-def test_every_page_renders_and_the_viewer_switches_class(server, page, default_ds):
+def test_every_page_renders_and_the_viewer_switches_class(server, page, default_ds, artifacts):
     from vidviz.data.datasets import open_dataset
 
     ds = open_dataset(default_ds)
@@ -89,12 +80,12 @@ def test_every_page_renders_and_the_viewer_switches_class(server, page, default_
             page.locator('[role="gridcell"]').nth(1).wait_for(state="attached", timeout=60_000)  # a11y mirror
             cells = page.locator('[role="gridcell"]').all_inner_texts()
             assert ds.split("test")[0].id in cells and ds.split("test")[0].template in cells
-        page.screenshot(path=str(ARTIFACTS / f"page{path.replace('/', '_') or '_browser'}.png"), full_page=True)
+        page.screenshot(path=str(artifacts / f"page{path.replace('/', '_') or '_browser'}.png"), full_page=True)
     page.goto(f"{server}/viewer?clip={rec.id}&cls=2")
     wait_ready(page, "Grad-CAM viewer")
     page.wait_for_function("() => document.querySelectorAll('main img').length >= 16", timeout=120_000)
     page.get_by_text("Per-frame importance").first.wait_for(timeout=60_000)
-    page.screenshot(path=str(ARTIFACTS / "viewer-deep-link.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "viewer-deep-link.png"), full_page=True)
     no_exception(page)
     assert f"True label: {rec.template}" in page.inner_text("body")
     box = page.get_by_role("combobox", name="Target class (top predictions first)")
@@ -107,12 +98,11 @@ def test_every_page_renders_and_the_viewer_switches_class(server, page, default_
     no_exception(page)
     assert "cls=" in page.url and "cls=2" not in page.url
     assert not box.input_value().startswith("Picking [something] up")
-    page.screenshot(path=str(ARTIFACTS / "viewer.png"), full_page=True)
-    shutil.copy(ARTIFACTS / "viewer.png", ARTIFACTS / "viewer-after-class-switch.png")
+    page.screenshot(path=str(artifacts / "viewer-after-class-switch.png"), full_page=True)
 
 
 @pytest.mark.browser
-def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store):
+def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store, artifacts):
     page.goto(server + "/gallery")
     wait_ready(page, "Confusion gallery")
     no_exception(page)
@@ -128,4 +118,4 @@ def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store
     no_exception(page)
     assert f"cls={int(row['pred'])}" in page.url  # the card's predicted class comes preselected
     assert f"True label: {row['true_name']}" in page.inner_text("body")
-    page.screenshot(path=str(ARTIFACTS / "viewer-from-gallery.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "viewer-from-gallery.png"), full_page=True)

@@ -8,8 +8,8 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from support import moving_square_frames, run_cli
 
-from tests.conftest import moving_square_frames, run_cli
 from vidviz.data import synth
 from vidviz.data.datasets import open_dataset, read_subset
 from vidviz.data.video import InputSpec, load_clip, write_video
@@ -199,6 +199,7 @@ def test_difficulty_changes_the_rendering():
     assert np.abs(easy.frames.astype(int) - hard.frames.astype(int)).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_cli_synth_and_bad_inputs_exit_2_with_one_line(tmp_path):
     r = run_cli("synth", "--out", str(tmp_path / "s"), "--clips", "3", "--seed", "1")
     assert r.returncode == 0 and "clips/s" in r.stdout
@@ -212,6 +213,7 @@ def test_cli_synth_and_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_explain_rejects_bad_videos_and_escaping_ids(tmp_path, tiny_ds):
     from vidviz.models import i3d_resnet_tiny, save_checkpoint
 

@@ -7,51 +7,27 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from support import assert_rel_close, captum_gradcam, clip_tensor, frame_reader_model, hook_counts, random_model
 from torch import nn
 
 from vidviz import render
 from vidviz.data import synth
 from vidviz.data.video import InputSpec, load_clip, write_video
-from vidviz.explain.cam import autograd_cams, cams_for_all_classes, contrast, explain, normalise, upsample
+from vidviz.errors import ExplainError
+from vidviz.explain.cam import autograd_cams, contrast, explain, forward_cams, normalise, upsample
 from vidviz.explain.temporal import importance_curve, perturbation_tests
-from vidviz.models import i3d_resnet_tiny, save_checkpoint
-from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
+from vidviz.models import save_checkpoint
+from vidviz.models.resnet3d import VideoClassifier
 
 
-def random_model(seed: int = 0, **overrides) -> VideoClassifier:
-    torch.manual_seed(seed)
-    m = i3d_resnet_tiny(list(synth.TEMPLATES), **overrides)
-    for mod in m.modules():  # undo zero-init so every block contributes
-        if isinstance(mod, nn.BatchNorm3d):
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.1, 0.1)
-    return m.eval()
-
-
-def clip_tensor(seed: int = 0, t: int = 16, s: int = 112) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, 3, t, s, s, generator=g)
-
-
-def hook_counts(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
-def captum_gradcam(model, layer_module, x, target):
-    from captum.attr import LayerGradCam
-
-    return LayerGradCam(model, layer_module).attribute(x, target=target, relu_attributions=True)[0, 0].detach()
-
-
-def assert_rel_close(a, b, rel=1e-5):
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    scale = max(float(b.abs().max()), 1e-12)
-    assert float((a - b).abs().max()) <= rel * scale, float((a - b).abs().max()) / scale
+def all_class_maps(m, x):
+    """The one-pass maps (K, T', h, w) of one clip x (1, 3, T, H, W)."""
+    return forward_cams(m, x)[2][0]
 
 
 def test_one_pass_gradcam_equals_captum_at_the_last_block():
     m, x = random_model(), clip_tensor()
-    _, logits, maps = cams_for_all_classes(m, x)
+    maps = all_class_maps(m, x)
     assert maps.shape == (12, 16, 7, 7)
     for c in (0, 5, 11):
         ref = captum_gradcam(m, m.stages["layer4"], x, c)
@@ -70,7 +46,7 @@ def test_autograd_gradcam_equals_captum_at_an_intermediate_layer():
 
 def test_autograd_path_equals_one_pass_path_at_the_last_block():
     m, x = random_model(2), clip_tensor(2)
-    _, _, maps_fast = cams_for_all_classes(m, x)
+    maps_fast = all_class_maps(m, x)
     _, maps_slow = autograd_cams(m, x, m.last_layer, list(range(12)), "gradcam")
     assert_rel_close(maps_slow, maps_fast)
 
@@ -120,25 +96,27 @@ def test_no_state_left_on_the_model_and_threads_agree():
     clips = [clip_tensor(100 + i) for i in range(8)]
     before = hook_counts(m)
     sequential = [autograd_cams(m, c, "layer3", [i, (i + 1) % 12], "gradcam")[1] for i, c in enumerate(clips)]
-    fast_seq = [cams_for_all_classes(m, c)[2] for c in clips]
+    fast_seq = [all_class_maps(m, c) for c in clips]
     with ThreadPoolExecutor(8) as pool:
         slow = list(pool.map(lambda i: autograd_cams(m, clips[i], "layer3", [i, (i + 1) % 12], "gradcam")[1], range(8)))
-        fast = list(pool.map(lambda i: cams_for_all_classes(m, clips[i])[2], range(8)))
+        fast = list(pool.map(lambda i: all_class_maps(m, clips[i]), range(8)))
     for a, b in zip(sequential + fast_seq, slow + fast, strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
     assert hook_counts(m) == before
     assert all(p.grad is None for p in m.parameters())
-    with pytest.raises(IndexError, match="class 99 is out of range"):
+    with pytest.raises(ExplainError, match="class 99 is out of range"):
         autograd_cams(m, clips[0], "layer3", [99], "gradcam")
     assert hook_counts(m) == before and all(p.grad is None for p in m.parameters())
 
 
 def test_unknown_layer_and_method_are_plain_errors():
     m, x = random_model(), clip_tensor()
-    with pytest.raises(ValueError, match="unknown layer 'layer9'"):
+    with pytest.raises(ExplainError, match="unknown layer 'layer9'"):
         autograd_cams(m, x, "layer9", [0])
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ExplainError, match="unknown method"):
         autograd_cams(m, x, "layer3", [0], "lime")
+    with pytest.raises(ExplainError, match="unknown method"):
+        explain(m, x, [0], "lime")  # the one-pass path checks too
 
 
 def test_upsample_and_normalise():
@@ -154,26 +132,6 @@ def test_upsample_and_normalise():
     assert normalise(up, "global", scale=4.0).max() == pytest.approx(up.max() / 4.0)
 
 
-class FrameReader(nn.Module):
-    """A 'network' that only looks at frame k."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-        self.conv = nn.Conv3d(3, 4, 1)
-
-    def forward(self, x):
-        mask = torch.zeros(1, 1, x.shape[2], 1, 1)
-        mask[:, :, self.k] = 1.0
-        return torch.relu(self.conv(x * mask))  # (B, 4, T, H, W)
-
-
-def frame_reader_model(k: int) -> VideoClassifier:
-    torch.manual_seed(0)
-    head = PoolLinearHead(4, 3)
-    return VideoClassifier([("only", FrameReader(k))], head, ["a", "b", "c"], InputSpec(size=16), "test").eval()
-
-
 def test_blanking_finds_the_frame_the_model_reads():
     m = frame_reader_model(5)
     x = torch.rand(1, 3, 8, 16, 16) + 0.5
@@ -181,7 +139,7 @@ def test_blanking_finds_the_frame_the_model_reads():
     changed = np.flatnonzero(np.abs(rep.blank) > 1e-7)
     assert changed.tolist() == [5]
     assert abs(rep.freeze) > 1e-6  # frame 5 replaced by frame 1
-    maps = cams_for_all_classes(m, x)[2].numpy()  # (3, T, h, w)
+    maps = all_class_maps(m, x).numpy()  # (3, T, h, w)
     cam = maps[maps.sum((1, 2, 3)).argmax()]
     assert cam.sum() > 0
     curve = importance_curve(cam)
@@ -365,6 +323,7 @@ def test_pooled_gradcam_equals_the_full_gradient_maps(model):
     assert _entry_block(m, m.last_layer) is None
 
 
+@pytest.mark.slow
 def test_allocator_tuning_applies_once_and_can_be_turned_off():
     import os
     import subprocess

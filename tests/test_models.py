@@ -12,14 +12,13 @@ import sys
 import pytest
 import torch
 import torchvision
+from support import ROOT, run_cli
 
-from tests.conftest import ROOT, run_cli
 from vidviz.data import synth
 from vidviz.data.datasets import open_dataset
 from vidviz.errors import CheckpointError
 from vidviz.models import build_model, i3d_resnet50, i3d_resnet_tiny, load_checkpoint, save_checkpoint
 from vidviz.models.inflate import inflate_resnet2d, inflate_weight
-from vidviz.models.resnet3d import IMAGENET_SPEC
 from vidviz.models.train import TrainConfig, flip_partners, train
 
 
@@ -42,10 +41,14 @@ def test_fast_cpu_paths_match_the_reference_ops():
     assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_seed_shapes_i3d_resnet50():
+    """The seed's model and input: 16 frames of 224x224 at 4 fps give a 16x2048x7x7 last conv."""
     m = i3d_resnet50([f"c{i}" for i in range(40)]).eval()
-    a = m.features(torch.randn(1, 3, 16, 224, 224))
+    spec = m.spec  # what the model tells the decoder to feed it
+    assert spec.fps == 4.0  # "The data is sampled at 4fps": 16 frames cover 4 s
+    a = m.features(torch.randn(1, 3, spec.num_frames, spec.size, spec.size))
     assert a.shape == (1, 2048, 16, 7, 7)  # the seed's 16x2048x7x7
     assert m.head(a).shape == (1, 40)
     convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv3d)]
@@ -66,6 +69,7 @@ def test_inflation_formula():
     assert torch.allclose(w3d[:, :, 1], w2d / 3) and torch.allclose(w3d.sum(2), w2d, atol=1e-6)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_inflated_resnet50_matches_2d_network_on_a_static_clip():
     torch.manual_seed(0)
@@ -153,9 +157,10 @@ def test_mismatched_or_broken_checkpoints(tmp_path, problem):
     assert expected in msg
 
 
+@pytest.mark.slow
 def test_app_modules_do_not_import_torchvision():
     """torchvision costs about 170 MB of memory; only the torchvision architectures load it."""
-    code = ("import sys, vidviz.backend, vidviz.store, vidviz.gallery, vidviz.render, vidviz.cli, vidviz.models; "
+    code = ("import sys, vidviz.backend, vidviz.jobs.store, vidviz.tables, vidviz.render, vidviz.cli, vidviz.models; "
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
@@ -164,7 +169,7 @@ def test_app_modules_do_not_import_torchvision():
 def test_torchvision_video_models_load_from_a_weights_file(tmp_path):
     from torchvision.models import video as tvv
 
-    from vidviz.models.checkpoint import load_torchvision_weights
+    from vidviz.models.torchvision_video import load_torchvision_weights
 
     net = tvv.r3d_18(weights=None)
     p = tmp_path / "r3d.pth"
@@ -187,17 +192,21 @@ def test_flip_partners_swap_left_and_right():
     assert flip_partners(["Moving [something] left"]).tolist() == [-1]  # no partner: never flipped
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_lower_the_loss(tiny_ds, tmp_path):
     ds = open_dataset(tiny_ds)
-    s = train(ds, tmp_path / "t.pt", TrainConfig(epochs=6, batch_size=8, lr=3e-3, workers=0, seed=1), log=lambda *_: None)
+    # nine steps (three epochs of three batches of 16 clips): a few steps, not a training run
+    s = train(ds, tmp_path / "t.pt", TrainConfig(epochs=3, batch_size=16, lr=3e-3, workers=0, seed=1), log=lambda *_: None)
     losses = [h["loss"] for h in s["history"]]
     assert losses[-1] < losses[0] - 0.05, losses
     assert (tmp_path / "t.pt").is_file() and (tmp_path / "t.resume.pt").is_file()
     # resume continues after the last finished epoch
-    s2 = train(ds, tmp_path / "t.pt", TrainConfig(epochs=7, batch_size=8, workers=0, seed=1), resume=True, log=lambda *_: None)
-    assert [h["epoch"] for h in s2["history"]] == list(range(1, 8))
+    s2 = train(ds, tmp_path / "t.pt", TrainConfig(epochs=4, batch_size=16, workers=0, seed=1), resume=True,
+               log=lambda *_: None)
+    assert [h["epoch"] for h in s2["history"]] == list(range(1, 5))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tiny_ds, tmp_path):
     out = tmp_path / "ddp.pt"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -209,6 +218,7 @@ def test_torchrun_two_processes_on_cpu(tiny_ds, tmp_path):
     assert load_checkpoint(out).arch == "i3d_resnet_tiny"
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_model_card(default_ds, default_checkpoint, tmp_path):
     card = (ROOT / "checkpoints" / "MODEL_CARD.md").read_text()
     m = re.search(r"test top-1[^0-9]*([0-9.]+)\s*%", card, re.I)
@@ -219,7 +229,3 @@ def test_evaluate_reproduces_the_model_card(default_ds, default_checkpoint, tmp_
     res = json.loads((tmp_path / "eval.json").read_text())
     assert abs(100 * res["top1"] - float(m.group(1))) <= 1.0
     assert (tmp_path / "conf.csv").read_text().count("\n") == 13  # header + 12 classes
-
-
-def test_imagenet_spec_is_the_seeds_input():
-    assert (IMAGENET_SPEC.num_frames, IMAGENET_SPEC.size, IMAGENET_SPEC.fps) == (16, 224, 4.0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support import frame_reader_model, random_model
 
-from tests.test_explain import frame_reader_model, random_model
-from vidviz.explain import quality as q
+from vidviz.explain import metrics as q
 from vidviz.explain.cam import explain
 
 
@@ -93,8 +93,10 @@ def test_spearman_and_baselines():
     assert (mean, n) == (2.0, 3) and half == pytest.approx(1.96 * 1.0 / np.sqrt(3))
 
 
+@pytest.mark.slow
 def test_quality_cli_prints_methods_and_baselines(tiny_ds, tmp_path):
-    from tests.conftest import run_cli
+    from support import run_cli
+
     from vidviz.models import save_checkpoint
 
     ck = save_checkpoint(tmp_path / "m.pt", random_model(2))

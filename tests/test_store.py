@@ -7,15 +7,15 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
+from support import ROOT, assert_same_store, run_cli
 
-from tests.conftest import ROOT, run_cli
-from vidviz import gallery, store
+from vidviz import tables
 from vidviz.data.datasets import open_dataset
 from vidviz.errors import StoreError
+from vidviz.jobs import store
+from vidviz.jobs.store import assign_cases, open_store, precompute, prediction_table
 from vidviz.models import i3d_resnet_tiny, load_checkpoint, save_checkpoint
-from vidviz.store import assign_cases, open_store, precompute, prediction_table
 
 
 def test_cases_on_hand_made_logits():
@@ -45,18 +45,18 @@ def test_prediction_table_and_gallery_selection():
     assert [c for c, _ in store.topk_of(t.iloc[1], 2)] == [1, 2]
     # no per-row Python objects: a 220k-clip table must stay small in memory
     assert not [c for c in t.columns if t[c].dtype == object], t.dtypes
-    assert list(gallery.select(t, "negative", "confidence")["id"]) == ["c"]
-    assert gallery.select(t, "medium", "margin", true_cls=2, pred_cls=1)["id"].tolist() == ["b"]
-    assert gallery.select(t, "medium", "margin", true_cls=0).empty
+    assert list(tables.select(t, "negative", "confidence")["id"]) == ["c"]
+    assert tables.select(t, "medium", "margin", true_cls=2, pred_cls=1)["id"].tolist() == ["b"]
+    assert tables.select(t, "medium", "margin", true_cls=0).empty
     conf = np.array([[5, 3, 0], [1, 4, 0], [0, 7, 2]])
-    pairs = gallery.confused_pairs(conf, ["x", "y", "z"])
+    pairs = tables.confused_pairs(conf, ["x", "y", "z"])
     assert pairs[["true", "predicted", "clips"]].iloc[0].tolist() == ["z", "y", 7]
     assert len(pairs) == 3
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from tests.test_explain import random_model
+    from support import random_model
 
     return save_checkpoint(tmp_path_factory.mktemp("ck") / "m.pt", random_model(7))
 
@@ -102,14 +102,7 @@ def test_resume_after_a_crash(tiny_ds, ckpt, tmp_path):
     assert_same_store(st, open_store(fresh))
 
 
-def assert_same_store(a, b):
-    cols = ["id", "label", "pred", "true_rank", "case"]
-    pd.testing.assert_frame_equal(a.table[cols].reset_index(drop=True), b.table[cols].reset_index(drop=True))
-    assert np.allclose(a.table["prob"], b.table["prob"], atol=1e-5)
-    assert np.allclose(a.maps.astype(np.float32), b.maps.astype(np.float32), rtol=1e-2, atol=1e-4)
-    assert np.array_equal(a.map_classes, b.map_classes)
-
-
+@pytest.mark.slow
 def test_torchrun_sharding_equals_single_process(tiny_ds, ckpt, tmp_path):
     ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
     single = open_store(precompute(m, ds, "train", tmp_path / "single", part_size=8, workers=0))
@@ -132,7 +125,7 @@ def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path):
         open_store(out, m.checkpoint_hash, "feedfacefeedface")
     other = save_checkpoint(tmp_path / "other.pt", i3d_resnet_tiny(ds.classes))
     from vidviz.backend import Backend
-    from vidviz.store import open_store_for
+    from vidviz.jobs.store import open_store_for
 
     b = Backend(other, tiny_ds)
     assert open_store_for(b, "train", root=tmp_path / "nowhere") is None
@@ -145,6 +138,7 @@ def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path):
     assert len(open_store(out).table) == len(ds.split("train"))
 
 
+@pytest.mark.slow
 def test_cli_precompute_prints_counts(tiny_ds, ckpt, tmp_path):
     r = run_cli("precompute", "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--split", "train",
                 "--out", str(tmp_path / "s"), "--workers", "0")
@@ -152,6 +146,7 @@ def test_cli_precompute_prints_counts(tiny_ds, ckpt, tmp_path):
     assert "48 clips:" in r.stdout and "positive" in r.stdout and "negative" in r.stdout
 
 
+@pytest.mark.slow
 def test_parts_straddling_batches_with_a_corrupt_clip(tiny_ds, ckpt, tmp_path):
     """One decoding pipeline feeds every part: batches of 8 cross parts of 5, and a bad clip lands in one part."""
     import shutil

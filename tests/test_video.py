@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support import moving_square_frames, write_vp9
 
-from tests.conftest import moving_square_frames, write_vp9
 from vidviz.data.video import (
     InputSpec,
     centre_square,

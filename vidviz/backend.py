@@ -22,12 +22,22 @@ import numpy as np
 import torch
 
 from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
-from vidviz.data.loader import pick_device
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
 from vidviz.errors import VideoError
-from vidviz.explain.cam import Explanation, autograd_cams, cams_from_features, layer_activations, normalise, upsample
-from vidviz.explain.temporal import TemporalReport, importance_curve, perturbation_tests
+from vidviz.explain.cam import (
+    Explanation,
+    autograd_cams,
+    check_request,
+    forward_cams,
+    layer_activations,
+    normalise,
+    one_pass_applies,
+    ranked,
+    upsample,
+)
+from vidviz.explain.temporal import TemporalReport, perturbation_tests
 from vidviz.models.checkpoint import load_checkpoint
+from vidviz.runtime import pick_device
 
 log = logging.getLogger("vidviz.backend")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -93,8 +103,8 @@ class OpenedClip:
 
     @property
     def top(self) -> list[tuple[int, float]]:
-        order = np.argsort(-self.probs, kind="stable")
-        return [(int(c), float(self.probs[c])) for c in order]
+        """(class, probability) of every class, most probable first."""
+        return ranked(self.probs)
 
 
 class Backend:
@@ -114,7 +124,7 @@ class Backend:
         self._clips = LRUBytes(cache_mb * 1024 * 1024)
         self._explained = LRUBytes(max(64, cache_mb // 4) * 1024 * 1024)
         self._uploads: dict[str, Path] = {}
-        self._upload_dir = Path(tempfile.mkdtemp(prefix="vidviz-uploads-"))
+        self._upload_dir: Path | None = None  # made on the first upload
         self._upload_lock = threading.Lock()
 
     # ------------------------------------------------------------ sources
@@ -131,6 +141,8 @@ class Backend:
         key = f"upload:{digest}"
         with self._upload_lock:
             if key not in self._uploads:
+                if self._upload_dir is None:
+                    self._upload_dir = Path(tempfile.mkdtemp(prefix="vidviz-uploads-"))
                 path = self._upload_dir / f"{digest}{suffix}"
                 path.write_bytes(data)
                 self._uploads[key] = path
@@ -140,8 +152,16 @@ class Backend:
             raise VideoError(str(e).split(": ", 1)[-1], filename) from None
         return key
 
+    def register_file(self, path: str | Path) -> str:
+        """A video file read where it lies (the CLI): no copy; its key names the file."""
+        path = Path(path).resolve()
+        key = f"file:{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+        with self._upload_lock:
+            self._uploads[key] = path
+        return key
+
     def _path(self, key: str) -> Path:
-        if key.startswith("upload:"):
+        if key.startswith(("upload:", "file:")):
             try:
                 return self._uploads[key]
             except KeyError:
@@ -159,18 +179,21 @@ class Backend:
         t0 = time.perf_counter()
         clip = load_clip(self._path(key), self.spec)
         x = to_tensor(clip.frames, self.spec)[None].to(self.device)  # (1, 3, T, S, S)
-        with torch.no_grad():
-            a = self.model.features(x)  # (1, C, T', h, w)
-            logits = self.model.head(a)[0].float()  # (K,)
-            maps = cams_from_features(a[0], self.model.head.fc.weight)  # (K, T', h, w)
+        a, logits, maps = forward_cams(self.model, x)  # (1, C, T', h, w), (1, K), (1, K, T', h, w)
+        logits = logits[0].float()  # (K,)
         probs = torch.softmax(logits, 0)
         opened = OpenedClip(key=key, clip=clip, x=x.cpu(), features=a[0].to(torch.float16).cpu(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy(),
-                            all_maps=maps.float().cpu().numpy(), seconds=time.perf_counter() - t0)
+                            all_maps=maps[0].float().cpu().numpy(), seconds=time.perf_counter() - t0)
         for arr in (opened.logits, opened.probs, opened.all_maps):
             arr.setflags(write=False)
         self._clips.put(key, opened, opened.nbytes)
         return opened
+
+    def frames(self, key: str) -> np.ndarray:
+        """The displayed frames uint8 (T, S0, S0, 3) of ``key``: decoded only (no forward) unless already open."""
+        hit = self._clips.get(key)
+        return hit.clip.frames if hit is not None else load_clip(self._path(key), self.spec).frames
 
     def predict(self, key: str) -> list[tuple[int, float]]:
         """(class, probability), most probable first."""
@@ -180,8 +203,9 @@ class Backend:
                 layer: str | None = None) -> Explanation:
         """Maps of ``classes`` (default all, or top-5 off the fast path) for ``key``."""
         layer = layer or self.model.last_layer
+        check_request(self.model, method, layer, classes or ())
         opened = self.open(key)
-        if method == "gradcam" and layer == self.model.last_layer:  # exact, from the cached forward
+        if one_pass_applies(self.model, method, layer):  # exact, from the cached forward
             idx = list(range(len(self.classes))) if classes is None else [int(c) for c in classes]
             return Explanation(logits=opened.logits, probs=opened.probs, classes=tuple(idx),
                                maps=opened.all_maps[idx].copy() if classes is not None else opened.all_maps,
@@ -233,17 +257,14 @@ class Backend:
         up = upsample(maps, (frames.shape[0], frames.shape[1], frames.shape[1]))  # (T, S0, S0)
         return up / max(float(np.abs(up).max()), 1e-12)
 
-    def curve(self, maps: np.ndarray) -> np.ndarray:
-        return importance_curve(maps, self.spec.num_frames)
-
     def record(self, key: str):
-        if key.startswith("upload:") or self.dataset is None or key not in self.dataset:
+        if key.startswith(("upload:", "file:")) or self.dataset is None or key not in self.dataset:
             return None
         return self.dataset.get(key)
 
     def ground_truth(self, key: str):
         """(boxes per displayed frame or None, action window in displayed frames or None)."""
-        if self.dataset is None or key.startswith("upload:"):
+        if self.dataset is None or key.startswith(("upload:", "file:")):
             return None, None
         clip = self.open(key).clip
         boxes = boxes_for_clip(self.dataset, key, clip.indices)
@@ -254,8 +275,3 @@ class Backend:
             if len(inside):
                 window = (int(inside[0]), int(inside[-1]))
         return boxes, window
-
-    def cache_info(self) -> dict:
-        return {"clips": len(self._clips), "clip_bytes": self._clips.total_bytes, "hits": self._clips.hits,
-                "misses": self._clips.misses}
-

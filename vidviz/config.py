@@ -1,19 +1,46 @@
-"""Where things live by default (override with environment variables)."""
+"""Where things live by default, and the environment variables that move them.
+
+Each location is read from the environment when it is used (``config.STORE_DIR`` is
+computed on access), so a test or a server can point vidviz elsewhere at any time:
+
+==================== =============================================== ==========================
+variable             what                                            default
+==================== =============================================== ==========================
+``VIDVIZ_HOME``      the project folder                              the source checkout
+``VIDVIZ_DATA``      the embedded default dataset                    ``$VIDVIZ_HOME/data/ssv2-synth``
+``VIDVIZ_CHECKPOINT`` the default checkpoint                         ``$VIDVIZ_HOME/checkpoints/default.pt``
+``VIDVIZ_STORES``    precomputed stores (predictions, maps, quality) ``$VIDVIZ_HOME/stores``
+``VIDVIZ_DATA_ROOTS`` extra dataset roots the app offers (``:``-sep.) none
+``VIDVIZ_DEBUG``     the CLI re-raises unexpected errors with a traceback off
+``VIDVIZ_MALLOC_TUNING`` ``0`` turns the glibc allocator tuning off  on
+==================== =============================================== ==========================
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(os.environ.get("VIDVIZ_HOME", Path(__file__).resolve().parents[1]))
-#: The embedded default dataset, generated on first use by ``vidviz synth`` (see README).
-DEFAULT_DATA = Path(os.environ.get("VIDVIZ_DATA", PROJECT_ROOT / "data" / "ssv2-synth"))
 #: Settings of the embedded default dataset (``vidviz synth`` defaults; light to import, unlike the generator).
 DEFAULT_CLIPS, DEFAULT_SEED, DEFAULT_DIFFICULTY, DEFAULT_HARD = 1500, 0, 1.0, 0.1
-#: The shipped default checkpoint.
-CHECKPOINT_DIR = PROJECT_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = Path(os.environ.get("VIDVIZ_CHECKPOINT", CHECKPOINT_DIR / "default.pt"))
-#: Precomputed stores (predictions + maps per split), keyed by checkpoint and dataset.
-STORE_DIR = Path(os.environ.get("VIDVIZ_STORES", PROJECT_ROOT / "stores"))
-#: Extra dataset roots the app may open (``os.pathsep``-separated); users pick among them, never type paths.
-EXTRA_DATA_ROOTS = [Path(p) for p in os.environ.get("VIDVIZ_DATA_ROOTS", "").split(os.pathsep) if p]
+
+
+def _home() -> Path:
+    return Path(os.environ.get("VIDVIZ_HOME", Path(__file__).resolve().parents[1]))
+
+
+_LOCATIONS = {
+    "PROJECT_ROOT": _home,
+    "DEFAULT_DATA": lambda: Path(os.environ.get("VIDVIZ_DATA", _home() / "data" / "ssv2-synth")),
+    "CHECKPOINT_DIR": lambda: _home() / "checkpoints",
+    "DEFAULT_CHECKPOINT": lambda: Path(os.environ.get("VIDVIZ_CHECKPOINT", _home() / "checkpoints" / "default.pt")),
+    "STORE_DIR": lambda: Path(os.environ.get("VIDVIZ_STORES", _home() / "stores")),
+    "EXTRA_DATA_ROOTS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_DATA_ROOTS", "").split(os.pathsep) if p],
+}
+
+
+def __getattr__(name: str):
+    try:
+        return _LOCATIONS[name]()
+    except KeyError:
+        raise AttributeError(f"module 'vidviz.config' has no attribute {name!r}") from None

@@ -41,3 +41,11 @@ class CheckpointError(VidvizError):
 
 class StoreError(VidvizError):
     """A precomputed store is missing, incomplete or stale."""
+
+
+class ExplainError(VidvizError):
+    """An explanation cannot be made as asked: unknown layer, method or class."""
+
+
+class UsageError(VidvizError):
+    """A setting or argument is out of range (a device, a count, a class name)."""

@@ -1,16 +1,25 @@
-"""Rendering: jet overlays (red = intense, as in the seed), frame grids, videos, GIFs, plotly figures."""
+"""Rendering: jet overlays (red = intense, as in the seed), frame grids, videos, GIFs, export
+bundles, the seed's prediction lines, and every plotly figure the pages show."""
 
 from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vidviz.data.video import write_video
+from vidviz.explain.cam import normalise, upsample
+from vidviz.explain.temporal import importance_curve
+
+
+def format_top(top: list[tuple[int, float]], classes: list[str], k: int = 5) -> list[str]:
+    """The seed's format: ``1. Putting [something]: 0.84``."""
+    return [f"{i + 1}. {classes[c]}: {p:.2f}" for i, (c, p) in enumerate(top[:k])]
 
 
 def jet(m: np.ndarray) -> np.ndarray:
@@ -67,19 +76,37 @@ def draw_boxes(frames: np.ndarray, boxes: Sequence[Sequence] | None, scale: floa
     return out
 
 
-def frame_grid(images: np.ndarray, cols: int = 8, pad: int = 2, labels: Sequence[str] | None = None) -> np.ndarray:
-    """Tile uint8 (T, H, W, 3) images into one (rows*H, cols*W, 3) image, with optional labels."""
+def frame_grid(images: np.ndarray, cols: int = 8, pad: int = 2, labels: Sequence[str] | None = None,
+               title: str | None = None) -> np.ndarray:
+    """Tile uint8 (T, H, W, 3) images into one (rows*H, cols*W, 3) image, with optional labels and a title line."""
     t, h, w, _ = images.shape
     cols = max(1, min(cols, t))
     rows = (t + cols - 1) // cols
-    grid = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, 3), 255, np.uint8)
+    top = 18 if title else 0
+    grid = np.full((top + rows * (h + pad) - pad, cols * (w + pad) - pad, 3), 255, np.uint8)
+    if title:
+        cv2.putText(grid, title, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for i in range(t):
         r, c = divmod(i, cols)
         tile = images[i].copy()
         if labels is not None:
+            cv2.putText(tile, str(labels[i]), (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 2, cv2.LINE_AA)
             cv2.putText(tile, str(labels[i]), (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-        grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tile
+        y = top + r * (h + pad)
+        grid[y:y + h, c * (w + pad):c * (w + pad) + w] = tile
     return grid
+
+
+def preview_strip(frames: np.ndarray, raw: np.ndarray | None, every: int = 4, alpha: float = 0.5) -> np.ndarray:
+    """Every ``every``-th frame side by side (the gallery's cards), with the raw map (T', h, w) overlaid.
+
+    frames: uint8 (T, S0, S0, 3). Returns (S0, n*S0, 3).
+    """
+    shown = frames[::every]  # (n, S0, S0, 3)
+    if raw is not None:
+        up = normalise(upsample(raw, frames.shape[:3]))[::every]  # (n, S0, S0) in [0, 1]
+        shown = overlay(shown, up, alpha)
+    return np.concatenate(list(shown), axis=1)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -109,6 +136,47 @@ def gif_bytes(frames: np.ndarray, fps: float = 4.0) -> bytes:
     buf = io.BytesIO()
     imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     return buf.getvalue()
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class ExportBundle:
+    """What a user can take away from one explained clip: the viewer's downloads and ``vidviz explain``'s files.
+
+    ``files()`` maps each file's suffix to a function that encodes it, so nothing is encoded
+    until asked for.
+    """
+
+    stem: str  # file name stem: <clip>_<class>_<method>_<layer>
+    overlays: np.ndarray = field(repr=False)  # uint8 (T, H, W, 3) frames with the map blended in
+    raw: np.ndarray = field(repr=False)  # float32 (T', h, w) the map at the layer's native resolution
+    fps: float  # playback rate of the sampled frames
+    title: str  # class, method and layer, written above the frame grid
+
+    @property
+    def labels(self) -> list[str]:
+        """Per frame: its number and its share of the map."""
+        curve = importance_curve(self.raw, len(self.overlays))
+        return [f"{i + 1}: {100 * v:.0f}%" for i, v in enumerate(curve)]
+
+    def files(self) -> dict[str, Callable[[], bytes]]:
+        return {
+            "_overlay.webm": lambda: video_bytes(self.overlays, self.fps),
+            "_overlay.gif": lambda: gif_bytes(self.overlays, self.fps),
+            "_grid.png": lambda: png_bytes(frame_grid(self.overlays, cols=8, labels=self.labels, title=self.title)),
+            "_maps.npy": lambda: npy_bytes(np.asarray(self.raw, dtype=np.float32)),
+        }
+
+
+def export_bundle(key: str, cls: int, class_name: str, method: str, layer: str, overlays: np.ndarray,
+                  raw: np.ndarray, fps: float) -> ExportBundle:
+    stem = f"{Path(key).name.replace(':', '_')}_{cls}_{method.replace('+', 'p')}_{layer}"
+    return ExportBundle(stem, overlays, raw, fps, f"{class_name} | {method} at {layer} | logit target")
 
 
 # ---------------------------------------------------------------- plotly figures
@@ -166,3 +234,12 @@ def temporal_figure(blank: np.ndarray, title: str = "Blanking one frame: change 
     fig.update_layout(title=title, xaxis_title="blanked frame", yaxis_title="Δ p(target)", height=260,
                       margin=dict(l=40, r=10, t=40, b=40))
     return fig
+
+
+def quality_figure(summary, metric: str, title: str | None = None):
+    """Mean and 95% CI of one metric per method (a quality summary's rows), as bars."""
+    rows = summary[summary["metric"] == metric]
+    return {"data": [{"type": "bar", "x": rows["method"].astype(str).tolist(), "y": rows["mean"].astype(float).tolist(),
+                      "error_y": {"type": "data", "array": rows["ci95"].fillna(0).astype(float).tolist()}}],
+            "layout": {"title": {"text": title or metric}, "height": 300, "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+                       "yaxis": {"title": {"text": "mean ± 95% CI"}}}}

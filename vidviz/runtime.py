@@ -1,13 +1,16 @@
-"""Process-wide runtime settings that the entry points (``vidviz`` CLI, ``app.py``) apply once.
+"""Process-wide set-up in one place: the device, torch.distributed, and the CPU allocator.
 
-On Linux with glibc, every CPU tensor above glibc's mmap threshold is a fresh ``mmap``:
-the kernel zero-fills its pages on first touch and ``free`` hands them back, so each
-explanation pays page faults for buffers it had a moment ago. PyTorch's CPU tuning guide
-recommends an allocator that keeps memory (jemalloc, tcmalloc); :func:`tune_allocator` gets
-the same effect from glibc itself with ``mallopt``: buffers up to 32 MiB come from the heap and
-are reused, and freed heap memory is kept up to 1 GiB. The README gives the measured effect
-on Grad-CAM (``vidviz bench explain``; ``VIDVIZ_MALLOC_TUNING=0`` turns it off). The cost: the
-process's resident memory stays near its peak instead of shrinking back.
+* :func:`pick_device`: ``cuda`` when present (or asked for), else ``cpu``.
+* :func:`init_distributed`: under ``torchrun`` (``WORLD_SIZE`` > 1), join the process group
+  once (nccl on GPUs, gloo on CPUs) and return ``(rank, world)``; ``(0, 1)`` otherwise.
+* :func:`tune_allocator`: on Linux with glibc, every CPU tensor above glibc's mmap threshold
+  is a fresh ``mmap``: the kernel zero-fills its pages on first touch and ``free`` hands them
+  back, so each explanation pays page faults for buffers it had a moment ago. PyTorch's CPU
+  tuning guide recommends an allocator that keeps memory (jemalloc, tcmalloc); this gets the
+  same effect from glibc itself with ``mallopt``: buffers up to 32 MiB come from the heap and
+  are reused, and freed heap memory is kept up to 1 GiB. BENCHMARKS.md gives the measured
+  effect (``VIDVIZ_MALLOC_TUNING=0`` turns it off). The cost: the process's resident memory
+  stays near its peak instead of shrinking back. The CLI and ``app.py`` call it once.
 """
 
 from __future__ import annotations
@@ -18,9 +21,45 @@ import functools
 import os
 import platform
 
+import torch
+
+from vidviz.errors import UsageError
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 1024 * 1024 * 1024
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``cuda`` when present (or asked for), else ``cpu``; a device that cannot be used is a :class:`UsageError`."""
+    if not name or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but this machine has no usable CUDA device")
+    return dev
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside it."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join torchrun's process group once (nccl on GPU, gloo on CPU); returns (rank, world size)."""
+    rank, world = dist_info()
+    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return rank, world
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 @functools.cache

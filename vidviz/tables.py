@@ -1,4 +1,8 @@
-"""Tables for the dataset browser: one row per clip, fast filters and paging (pandas)."""
+"""The pages' tables: the browser's clip table, the gallery's case selection, paging, confused pairs.
+
+Everything here is plain pandas over a dataset's records or a store's table; the pages only
+lay the results out.
+"""
 
 from __future__ import annotations
 
@@ -43,10 +47,14 @@ def filter_table(df: pd.DataFrame, classes: list[str] | None = None, split: str 
     return df[mask]
 
 
+def page_count(n_rows: int, size: int) -> int:
+    """Pages of ``size`` rows needed for ``n_rows`` (at least 1)."""
+    return max(1, -(-int(n_rows) // int(size)))
+
+
 def page_of(df: pd.DataFrame, page: int, size: int) -> pd.DataFrame:
     """Rows of 1-based page ``page`` of ``size`` rows (clamped to the last page)."""
-    pages = max(1, -(-len(df) // size))
-    page = min(max(1, int(page)), pages)
+    page = min(max(1, int(page)), page_count(len(df), size))
     return df.iloc[(page - 1) * size: page * size]
 
 
@@ -70,3 +78,39 @@ def with_video_info(page: pd.DataFrame, ds: VideoDataset, fps_default: float = 1
 def class_counts(df: pd.DataFrame) -> dict[str, int]:
     vc = df["label"].fillna("(no label)").value_counts()
     return {str(k): int(v) for k, v in vc.items()}
+
+
+# ---------------------------------------------------------------- the confusion gallery
+
+SORTS = {"confidence": ("prob", False), "margin": ("margin", True), "entropy": ("entropy", False)}
+
+
+def select(table: pd.DataFrame, case: str, sort: str = "confidence", true_cls: int | None = None,
+           pred_cls: int | None = None) -> pd.DataFrame:
+    """Rows of one case, optionally of one true and/or predicted class, sorted.
+
+    confidence: most confident first; margin: smallest top-1/top-2 margin first (the closest calls);
+    entropy: most uncertain first.
+    """
+    mask = (table["case"] == case).to_numpy().copy()
+    if true_cls is not None:
+        mask &= (table["label"] == true_cls).to_numpy()
+    if pred_cls is not None:
+        mask &= (table["pred"] == pred_cls).to_numpy()
+    rows = table[mask]
+    col, ascending = SORTS[sort]
+    return rows.sort_values(col, ascending=ascending, kind="stable")
+
+
+def confused_pairs(conf: np.ndarray, classes: list[str], top: int = 20) -> pd.DataFrame:
+    """The most frequent (true, predicted) pairs off the diagonal."""
+    c = conf.copy()
+    np.fill_diagonal(c, 0)
+    flat = np.argsort(-c, axis=None, kind="stable")[:top]
+    t, p = np.unravel_index(flat, c.shape)
+    keep = c[t, p] > 0
+    row_tot = conf.sum(1)
+    return pd.DataFrame({"true": [classes[i] for i in t[keep]], "predicted": [classes[j] for j in p[keep]],
+                         "clips": c[t, p][keep],
+                         "share of true class": np.round(c[t, p][keep] / np.maximum(row_tot[t[keep]], 1), 3),
+                         "true_idx": t[keep], "pred_idx": p[keep]})

@@ -64,10 +64,3 @@ def iterate_batches(records: Sequence[ClipRecord], spec: InputSpec, batch_size: 
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     for idx, x, errors in loader:
         yield Batch(idx, x, errors)
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``cuda`` when present (or asked for), else ``cpu``."""
-    if name and name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -33,6 +33,7 @@ import numpy as np
 from vidviz import config
 from vidviz.data.io import atomic_write_json
 from vidviz.data.video import write_video
+from vidviz.errors import UsageError
 
 #: The classes: real Something-Something v2 templates, in the order of their ids.
 TEMPLATES: tuple[str, ...] = (
@@ -378,7 +379,7 @@ def generate(out: str | Path, num_clips: int, seed: int = 0, difficulty: float =
     """Write a dataset to ``out``; returns a summary with the measured clips/s."""
     out = Path(out)
     if num_clips < 1:
-        raise ValueError("--clips must be at least 1")
+        raise UsageError("--clips must be at least 1")
     (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(exist_ok=True)
     t0 = time.perf_counter()

@@ -85,10 +85,6 @@ class Clip:
     crop: tuple[int, int, int]  # (x0, y0, side) of the square crop in source pixels
 
 
-def _is_frame_folder(path: Path) -> bool:
-    return path.is_dir()
-
-
 def _frame_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
     return files
@@ -188,7 +184,7 @@ def sample_indices(num_source: int, source_fps: float, num_frames: int, target_f
     frame 0 and is padded by repeating its last frame.
     """
     if num_source <= 0:
-        raise ValueError("num_source must be positive")
+        raise VideoError("a video needs at least one frame to sample from")
     step = source_fps / target_fps if target_fps > 0 else 1.0
     span = (num_frames - 1) * step + 1
     start = max(0.0, (num_source - span) / 2.0)
@@ -269,14 +265,22 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
 
 
+def standardise(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Float clips in [0, 1] (..., 3, T, H, W) -> normalised with the spec's mean and std (same shape).
+
+    The one place frames become model input: decoding (:func:`to_tensor`), training
+    augmentation and evaluation all go through it.
+    """
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
+    return (x - mean) / std  # (..., 3, T, H, W)
+
+
 def to_tensor(frames: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """uint8 (T, S0, S0, 3) square frames -> normalised float (3, T, S, S)."""
     x = resize_frames(frames, spec.size)  # (T, S, S, 3)
-    t = torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0)  # (T, S, S, 3)
-    mean = torch.tensor(spec.mean).view(1, 1, 1, 3)
-    std = torch.tensor(spec.std).view(1, 1, 1, 3)
-    t = (t - mean) / std  # (T, S, S, 3)
-    return t.permute(3, 0, 1, 2).contiguous()  # (3, T, S, S)
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float().div_(255.0)  # (3, T, S, S)
+    return standardise(t, spec).contiguous()  # (3, T, S, S)
 
 
 _STDERR_LOCK = threading.Lock()

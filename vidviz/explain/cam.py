@@ -10,7 +10,7 @@ Grad-CAM (Selvaraju et al., 2017) of class c at a layer with activations A (C, T
 When the model's head is global average pooling plus a linear layer (every vidviz model),
 ``d y_c / d A_k = W[c,k] / Z`` with ``Z = T' h w``, so at the last block
 ``L_c = ReLU( sum_k W[c,k] A_k ) / Z`` (paper, section 3.1): the maps of *all* classes come
-from one forward pass, with no hooks and no backward (:func:`cams_for_all_classes`).
+from one forward pass, with no hooks and no backward (:func:`forward_cams`).
 
 At any other layer the gradients come from one forward and one backward batched over all
 requested classes (``torch.func.vjp`` + ``torch.func.vmap``, :func:`autograd_cams`); nothing is written to the
@@ -40,9 +40,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidviz.errors import ExplainError
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
 METHODS = ("gradcam", "gradcam++")
+
+
+def ranked(probs: np.ndarray) -> list[tuple[int, float]]:
+    """(class, probability) of every class, most probable first (ties: lower index first)."""
+    order = np.argsort(-np.asarray(probs), kind="stable")
+    return [(int(c), float(probs[c])) for c in order]
+
+
+def one_pass_applies(model: VideoClassifier, method: str, layer: str | None) -> bool:
+    """Whether the maps of every class come exactly from one forward (Grad-CAM at the last block)."""
+    return method == "gradcam" and (layer is None or layer == model.last_layer)
+
+
+def check_request(model: VideoClassifier, method: str, layer: str, classes=()) -> None:
+    """Typed one-line errors for an unknown method or layer, or a class out of range."""
+    if method not in METHODS:
+        raise ExplainError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+    if layer not in model.layer_names:
+        raise ExplainError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
+    bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
+    if bad:
+        raise ExplainError(f"class {bad[0]} is out of range (the model has {model.num_classes} classes)")
 
 
 @dataclass(frozen=True)
@@ -64,39 +87,43 @@ class Explanation:
     @property
     def top(self) -> list[tuple[int, float]]:
         """(class, probability) of all classes, most probable first."""
-        order = np.argsort(-self.probs, kind="stable")
-        return [(int(c), float(self.probs[c])) for c in order]
-
-    def topk(self, k: int = 5) -> list[tuple[int, float]]:
-        return self.top[:k]
+        return ranked(self.probs)
 
     def map_for(self, cls: int) -> np.ndarray:
         """Raw map (T', h, w) of class ``cls``."""
         try:
             return self.maps[self.classes.index(int(cls))]
         except ValueError:
-            raise KeyError(f"class {cls} was not explained (have {list(self.classes)[:10]}...)") from None
+            raise ExplainError(f"class {cls} was not explained (have {list(self.classes)[:10]}...)") from None
 
 
 def cams_from_features(a: torch.Tensor, weight: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
     """Exact Grad-CAM at the last block for a GAP + linear head.
 
-    a: (C, T', h, w) activations of one clip; weight: (K, C) head weights.
-    Returns (n, T', h, w): ReLU(sum_k W[c,k] A_k) / (T' h w) for each class c in ``classes`` (default: all).
+    a: (B, C, T', h, w) activations; weight: (K, C) head weights; ``classes``: (B, n) class
+    indices per clip (default: all K). Returns (B, n, T', h, w): ReLU(sum_k W[c,k] A_k) / (T' h w).
     """
-    w = weight if classes is None else weight[classes]  # (n, C)
-    z = a.shape[1] * a.shape[2] * a.shape[3]
-    cam = torch.einsum("nc,cthw->nthw", w.to(a.dtype), a)  # (n, T', h, w)
+    z = a.shape[2] * a.shape[3] * a.shape[4]
+    w = weight.to(a.dtype)  # (K, C)
+    if classes is None:
+        cam = torch.einsum("kc,bcthw->bkthw", w, a)  # (B, K, T', h, w)
+    else:
+        cam = torch.einsum("bnc,bcthw->bnthw", w[classes], a)  # (B, n, T', h, w)
     return torch.relu(cam) / z
 
 
 @torch.no_grad()
-def cams_for_all_classes(model: VideoClassifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One forward pass: (features (C,T',h,w), logits (K,), maps (K,T',h,w)) for a clip x (1,3,T,H,W)."""
-    a = model.features(x)  # (1, C, T', h, w)
-    logits = model.head(a)[0]  # (K,)
-    maps = cams_from_features(a[0], model.head.fc.weight)  # (K, T', h, w)
-    return a[0], logits, maps
+def forward_cams(model: VideoClassifier, x: torch.Tensor, pick=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass and the exact last-block Grad-CAM of its classes, for a batch of clips.
+
+    x: (B, 3, T, H, W). ``pick(logits (B, K)) -> (B, n)`` chooses each clip's classes
+    (default: all K). Returns (features (B, C, T', h, w), logits (B, K), maps (B, n, T', h, w)).
+    The one path the viewer, the precompute store and :func:`explain` share.
+    """
+    a = model.features(x)  # (B, C, T', h, w)
+    logits = model.head(a)  # (B, K)
+    classes = None if pick is None else pick(logits)  # (B, n)
+    return a, logits, cams_from_features(a, model.head.fc.weight, classes)
 
 
 def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> torch.Tensor:
@@ -114,8 +141,7 @@ def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> to
 
 def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Activations (1, C, T', h, w) of ``layer`` for x (1, 3, T, H, W), without autograd."""
-    if layer not in model.layer_names:
-        raise ValueError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
+    check_request(model, "gradcam", layer)
     with torch.no_grad():
         return model.run(x, stop=layer)  # (1, C, T', h, w)
 
@@ -140,7 +166,7 @@ def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, 
     whose summed gradient equals x's (the copies of the end frames add into them).
     """
     if conv.groups != 1:
-        raise ValueError("pooled_input_grad supports ungrouped convolutions only")
+        raise ExplainError("pooled_input_grad supports ungrouped convolutions only")
     t, h, w = in_thw
     t += 2 * getattr(conv, "replicate_t", 0)
     k, st, pd, dl = conv.kernel_size, conv.stride, conv.padding, conv.dilation
@@ -225,13 +251,9 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     Returns (logits (K,), maps (n, T', h, w)). No hooks, no ``.grad`` writes; the model must be in
     eval mode (dropout and batch statistics would otherwise change the result).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+    check_request(model, method, layer, classes)
     if model.training:
-        raise ValueError("autograd_cams needs the model in eval mode (call model.eval())")
-    bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
-    if bad:
-        raise IndexError(f"class {bad[0]} is out of range (the model has {model.num_classes} classes)")
+        raise ExplainError("autograd_cams needs the model in eval mode (call model.eval())")
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
     a0 = a0.detach()
     acts = a0[0]  # (C, T', h, w)
@@ -262,12 +284,12 @@ def explain(model: VideoClassifier, x: torch.Tensor, classes: list[int] | None =
     """
     t0 = time.perf_counter()
     layer = layer or model.last_layer
-    if method == "gradcam" and layer == model.last_layer:
-        _, logits, maps = cams_for_all_classes(model, x)
-        idx = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
-        maps = maps[idx] if classes is not None else maps
+    idx = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
+    check_request(model, method, layer, idx)
+    if one_pass_applies(model, method, layer):
+        _, logits, maps = forward_cams(model, x, None if classes is None else (lambda lg: torch.as_tensor([idx])))
+        logits, maps = logits[0], maps[0]  # (K,), (n, T', h, w)
     else:
-        idx = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
         logits, maps = autograd_cams(model, x, layer, idx, method)
     probs = torch.softmax(logits.float(), 0)
     return Explanation(logits=logits.float().cpu().numpy(), probs=probs.cpu().numpy(), classes=tuple(idx),
@@ -297,10 +319,10 @@ def normalise(maps: np.ndarray, mode: str = "clip", scale: float | None = None) 
         den = m.reshape(m.shape[0], -1).max(1).reshape(-1, *([1] * (m.ndim - 1)))
     elif mode == "global":
         if scale is None:
-            raise ValueError("normalise(mode='global') needs a scale")
+            raise ExplainError("normalise(mode='global') needs a scale")
         den = np.float32(scale)
     elif mode == "clip":
         den = m.max()
     else:
-        raise ValueError(f"unknown normalisation {mode!r} (clip, frame or global)")
+        raise ExplainError(f"unknown normalisation {mode!r} (clip, frame or global)")
     return m / np.maximum(den, 1e-12)

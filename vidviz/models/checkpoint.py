@@ -16,9 +16,7 @@ Nothing else is ever unpickled: a file carrying Python objects is refused.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import pickle
 from pathlib import Path
 
 import torch
@@ -27,7 +25,8 @@ from vidviz.data.io import atomic_write_bytes
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import ResNet3dConfig, VideoClassifier, build_resnet3d, i3d_resnet50, i3d_resnet_tiny
-from vidviz.models.torchvision_video import TORCHVISION_ARCHS, from_torchvision_state, torchvision_video
+from vidviz.models.torchvision_video import TORCHVISION_ARCHS, torchvision_video
+from vidviz.models.weights import file_hash, load_state_strict, torch_load
 
 FORMAT, VERSION = "vidviz-checkpoint", 1
 ARCHS = ("i3d_resnet_tiny", "i3d_resnet50", *TORCHVISION_ARCHS)
@@ -46,44 +45,6 @@ def build_model(arch: str, classes: list[str], spec: InputSpec | None = None, ar
     if arch in TORCHVISION_ARCHS:
         return torchvision_video(arch, classes, spec)
     raise CheckpointError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
-
-
-def load_state_strict(model: torch.nn.Module, state: dict, source: str | Path) -> None:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error listing them."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shaped = sorted(k for k in set(own) & set(state)
-                    if not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or shaped:
-        parts = []
-        if shaped:
-            parts.append("mis-shaped: " + ", ".join(
-                f"{k} {tuple(getattr(state[k], 'shape', ()))} vs {tuple(own[k].shape)}" for k in shaped[:6])
-                + (" ..." if len(shaped) > 6 else ""))
-        if missing:
-            parts.append(f"missing {len(missing)}: " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else ""))
-        raise CheckpointError("weights do not match the model; " + "; ".join(parts), source)
-    model.load_state_dict(state, strict=True)
-
-
-def _torch_load(path: Path) -> object:
-    if not path.is_file():
-        raise CheckpointError("checkpoint file not found", path)
-    if path.stat().st_size == 0:
-        raise CheckpointError("checkpoint file is empty", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise CheckpointError("file carries pickled Python objects; vidviz only loads plain tensors and metadata",
-                                  path) from None
-        raise CheckpointError("not a PyTorch checkpoint (corrupt or wrong file type)", path) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise CheckpointError(f"corrupt or not a PyTorch checkpoint ({reason})", path) from None
 
 
 def save_checkpoint(path: str | Path, model: VideoClassifier, train_fingerprint: str = "", metrics: dict | None = None,
@@ -105,7 +66,7 @@ def save_checkpoint(path: str | Path, model: VideoClassifier, train_fingerprint:
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's dict, validated (no model built)."""
     path = Path(path)
-    obj = _torch_load(path)
+    obj = torch_load(path)
     if not isinstance(obj, dict):
         raise CheckpointError("not a vidviz checkpoint (expected a dict)", path)
     if obj.get("format") != FORMAT:
@@ -133,30 +94,13 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None) -> VideoCl
         spec = InputSpec.from_dict(obj["input_spec"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError("malformed input_spec", path) from None
-    model = build_model(obj["arch"], classes, spec, obj.get("arch_kwargs") or {})
+    try:
+        model = build_model(obj["arch"], classes, spec, obj.get("arch_kwargs") or {})
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"architecture settings (arch_kwargs) do not describe a model ({e})", path) from None
     load_state_strict(model, obj["state_dict"], path)
     model.metrics = dict(obj.get("metrics") or {})
     model.train_fingerprint = str(obj.get("train_fingerprint", ""))
     model.checkpoint_path = str(path)
     model.checkpoint_hash = file_hash(path)
     return model.eval()
-
-
-def load_torchvision_weights(path: str | Path, arch: str) -> VideoClassifier:
-    """A torchvision video model from a weights file on disk (a plain state dict)."""
-    path = Path(path)
-    state = _torch_load(path)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError("expected a torchvision state dict (name -> tensor)", path)
-    model = from_torchvision_state(arch, state)
-    model.checkpoint_path, model.checkpoint_hash = str(path), file_hash(path)
-    model.metrics, model.train_fingerprint = {}, ""
-    return model.eval()
-
-
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]

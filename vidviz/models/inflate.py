@@ -24,6 +24,7 @@ import torch
 
 from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import VideoClassifier
+from vidviz.models.weights import mismatch_error, torch_load
 
 
 def inflate_key(key2d: str) -> str:
@@ -42,10 +43,8 @@ def inflate_resnet2d(model: VideoClassifier, path_or_state_dict: str | Path | di
     if isinstance(path_or_state_dict, dict):
         state2d, source = path_or_state_dict, "2D state dict"
     else:
-        from vidviz.models.checkpoint import _torch_load
-
         source = str(path_or_state_dict)
-        state2d = _torch_load(Path(path_or_state_dict))
+        state2d = torch_load(Path(path_or_state_dict))
         if isinstance(state2d, dict) and "state_dict" in state2d and isinstance(state2d["state_dict"], dict):
             state2d = state2d["state_dict"]
         if not isinstance(state2d, dict):
@@ -71,15 +70,9 @@ def inflate_resnet2d(model: VideoClassifier, path_or_state_dict: str | Path | di
             continue
         new[k3] = v3.to(target.dtype)
     missing = sorted(k for k in own if k not in new and not k.startswith("head."))
-    if unexpected or shaped or missing:
-        parts = []
-        if shaped:
-            parts.append("mis-shaped: " + ", ".join(shaped[:5]))
-        if missing:
-            parts.append(f"missing {len(missing)}: " + ", ".join(missing[:5]))
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected[:5]))
-        raise CheckpointError("2D weights do not fit the inflated model; " + "; ".join(parts), source)
+    err = mismatch_error("2D ResNet-50 weights", source, missing, unexpected, shaped)
+    if err is not None:
+        raise err
     for k in own:
         if k.startswith("head."):
             new[k] = own[k]

@@ -7,11 +7,14 @@ Weights come from a torchvision weights file on disk (no hub download); class na
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from vidviz.data.video import InputSpec
+from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
+from vidviz.models.weights import file_hash, load_state_strict, torch_load
 
 #: arch -> the name of its torchvision weights enum. torchvision itself is imported only when one
 #: of these models is built: importing it costs about 170 MB of memory that the app otherwise never needs.
@@ -37,7 +40,7 @@ def kinetics_meta(arch: str) -> tuple[list[str], InputSpec]:
 def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: InputSpec | None = None) -> VideoClassifier:
     """Build ``arch`` wrapped as a :class:`VideoClassifier` (random weights)."""
     if arch not in TORCHVISION_ARCHS:
-        raise ValueError(f"unknown torchvision video model {arch!r}")
+        raise CheckpointError(f"unknown torchvision video model {arch!r} (known: {', '.join(TORCHVISION_ARCHS)})")
     k_classes, k_spec = kinetics_meta(arch)
     classes = list(classes) if classes is not None else k_classes
     net = getattr(_tvv(), arch)(weights=None, num_classes=len(classes))
@@ -55,10 +58,20 @@ def torchvision_key(key: str) -> str:
     return "stages." + key
 
 
-def from_torchvision_state(arch: str, state: dict[str, torch.Tensor]) -> VideoClassifier:
+def from_torchvision_state(arch: str, state: dict[str, torch.Tensor], source: str | Path) -> VideoClassifier:
     """A Kinetics-400 model from a torchvision state dict (strict: all keys, all shapes)."""
-    from vidviz.models.checkpoint import load_state_strict
-
     model = torchvision_video(arch)
-    load_state_strict(model, {torchvision_key(k): v for k, v in state.items()}, source=f"{arch} weights")
+    load_state_strict(model, {torchvision_key(k): v for k, v in state.items()}, source, what=f"{arch} weights")
     return model
+
+
+def load_torchvision_weights(path: str | Path, arch: str) -> VideoClassifier:
+    """A torchvision video model from a weights file on disk (a plain state dict)."""
+    path = Path(path)
+    state = torch_load(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("expected a torchvision state dict (name -> tensor)", path)
+    model = from_torchvision_state(arch, state, path)
+    model.checkpoint_path, model.checkpoint_hash = str(path), file_hash(path)
+    model.metrics, model.train_fingerprint = {}, ""
+    return model.eval()

@@ -24,9 +24,12 @@ from tqdm import tqdm
 
 from vidviz.data.datasets import VideoDataset
 from vidviz.data.io import atomic_write_bytes
-from vidviz.data.loader import iterate_batches, pick_device
+from vidviz.data.loader import iterate_batches
+from vidviz.data.video import standardise
+from vidviz.errors import DatasetError
 from vidviz.models.checkpoint import build_model, load_checkpoint, save_checkpoint
 from vidviz.models.resnet3d import VideoClassifier
+from vidviz.runtime import barrier, init_distributed, pick_device
 
 
 @dataclass
@@ -80,18 +83,7 @@ def augment(frames: torch.Tensor, labels: torch.Tensor, spec, partners: torch.Te
             crop = crop.flip(-1)
             labels[i] = p
         out[i] = crop.clamp_(0, 1)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
-    return (out - mean) / std, labels  # (B, 3, T, S, S)
-
-
-def _dist():
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = int(os.environ.get("RANK", "0"))
-    return rank, world
+    return standardise(out, spec), labels  # (B, 3, T, S, S)
 
 
 def decode_split(records, spec, size: int, workers: int, desc: str, disable: bool = False):
@@ -126,14 +118,12 @@ def _normalise(frames: torch.Tensor, spec) -> torch.Tensor:
         n, c, t, h, w = x.shape
         x = F.interpolate(x.reshape(n, c * t, h, w), size=(spec.size, spec.size), mode="bilinear",
                           align_corners=False, antialias=True).reshape(n, c, t, spec.size, spec.size)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1, 1)
-    return (x - mean) / std
+    return standardise(x, spec)  # (N, 3, T, S, S)
 
 
 def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Train on ``ds``'s train split, keep the best on validation in ``out``; returns a summary."""
-    rank, world = _dist()
+    rank, world = init_distributed()
     main = rank == 0
     out = Path(out)
     state_path = out.with_name(out.stem + ".resume.pt")
@@ -144,7 +134,7 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     train_recs = [r for r in ds.split("train") if r.label is not None]
     val_recs = [r for r in ds.split("validation") if r.label is not None]
     if not train_recs:
-        raise ValueError(f"{ds.root}: no labelled clips in the train split")
+        raise DatasetError("no labelled clips in the train split", ds.root)
     model = build_model(cfg.arch, ds.classes)
     if cfg.init_2d:
         from vidviz.models.inflate import inflate_resnet2d
@@ -221,8 +211,7 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             atomic_write_bytes(state_path, buf.getvalue())
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    if world > 1:
-        torch.distributed.barrier()
+    barrier()
     return {"best_val_top1": best, "epochs": len(history), "seconds": time.perf_counter() - t0, "history": history,
             "train_clips": len(xtr), "out": str(out)}
 
@@ -233,7 +222,7 @@ def evaluate(model: VideoClassifier, ds: VideoDataset, split: str, workers: int 
     """Top-1/top-5, per-class accuracy and the confusion matrix on ``split``."""
     recs = [r for r in ds.split(split) if r.label is not None]
     if not recs:
-        raise ValueError(f"{ds.root}: no labelled clips in split {split!r}")
+        raise DatasetError(f"no labelled clips in split {split!r}", ds.root)
     dev = pick_device(device)
     model = model.to(dev).eval()
     k = model.num_classes

@@ -34,11 +34,12 @@ import torch
 from vidviz import config
 from vidviz.data.datasets import VideoDataset
 from vidviz.data.io import atomic_write_bytes, atomic_write_json
-from vidviz.data.loader import iterate_batches, pick_device
+from vidviz.data.loader import iterate_batches
 from vidviz.errors import StoreError
-from vidviz.explain.cam import cams_from_features
+from vidviz.explain.cam import forward_cams
 from vidviz.explain.temporal import importance_curve
 from vidviz.models.resnet3d import VideoClassifier
+from vidviz.runtime import barrier, dist_info, pick_device
 
 CASES = ("positive", "medium", "negative")
 PART_SIZE = 64
@@ -207,10 +208,6 @@ def open_store_for(backend, split: str, root: str | Path | None = None) -> Store
     return open_store(d, backend.checkpoint_hash, ds.fingerprint())
 
 
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 @torch.no_grad()
 def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,
                batch_size: int = 8, workers: int = 2, device: str = "auto", progress=None,
@@ -226,7 +223,7 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     out = Path(out) if out is not None else store_dir(ds, model.checkpoint_hash, split)
     parts_dir = out / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = _dist_info()
+    rank, world = dist_info()
     dev = pick_device(device)
     model = model.to(dev).eval()
     n_parts = -(-len(recs) // part_size)
@@ -235,7 +232,6 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     total = len(recs)
     if progress:
         progress(done, total)
-    w = model.head.fc.weight  # (K, C)
     todo = [i for i in mine if not _part_done(parts_dir, i)][:max_parts]
     # one decoding pipeline over every part still to do, so workers start once and never drain between parts
     parts = {i: recs[i * part_size:(i + 1) * part_size] for i in todo}
@@ -249,32 +245,33 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
             failures.append((flat[pos].id, msg))
             left[owner[pos]] -= 1
         if batch.x is not None:
-            a = model.features(batch.x.to(dev))  # (B, C, T', h, w)
-            logits = model.head(a).float()  # (B, K)
-            top = logits.topk(min(k, logits.shape[1]), dim=1).indices  # (B, k)
+            labs = [flat[pos].label if flat[pos].label is not None else -1 for pos in batch.indices]
+            true = torch.tensor([[max(lab, 0)] for lab in labs], device=dev)  # (B, 1)
+
+            def pick(logits, true=true):  # the top-k classes and the true class of each clip
+                return torch.cat([logits.topk(min(k, logits.shape[1]), dim=1).indices, true], 1)  # (B, k+1)
+
+            _, logits, maps = forward_cams(model, batch.x.to(dev), pick)  # (B, K), (B, k+1, T', h, w)
+            cls = pick(logits).cpu().numpy().astype(np.int32)  # (B, k+1)
+            logits, maps = logits.float().cpu().numpy(), maps.cpu().numpy()
             for j, pos in enumerate(batch.indices):
-                rec = flat[pos]
                 ids, labels, logits_l, maps_l, mcls_l, curves_l, _ = acc[owner[pos]]
-                lab = rec.label if rec.label is not None else -1
-                cls = torch.cat([top[j], torch.tensor([max(lab, 0)], device=top.device)])  # (k+1,)
-                m = cams_from_features(a[j], w, cls)  # (k+1, T', h, w)
-                ids.append(rec.id)
-                labels.append(lab)
-                logits_l.append(logits[j].cpu().numpy())
-                maps_l.append(m.cpu().numpy().astype(np.float16))
-                mc = cls.cpu().numpy().astype(np.int32)
-                if lab < 0:
+                mc = cls[j].copy()
+                if labs[j] < 0:
                     mc[-1] = -1
+                ids.append(flat[pos].id)
+                labels.append(labs[j])
+                logits_l.append(logits[j])
+                maps_l.append(maps[j].astype(np.float16))
                 mcls_l.append(mc)
-                curves_l.append(importance_curve(m[0].cpu().numpy(), model.spec.num_frames).astype(np.float16))
+                curves_l.append(importance_curve(maps[j, 0], model.spec.num_frames).astype(np.float16))
                 left[owner[pos]] -= 1
         for i in [i for i in acc if left[i] == 0]:  # parts complete: write them as soon as they are
             _write_part(parts_dir, i, *acc.pop(i))
             done += len(parts[i])
             if progress:
                 progress(done, total)
-    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    barrier()
     if rank == 0 and all(_part_done(parts_dir, i) for i in range(n_parts)):
         _merge(out, n_parts, model, ds, split, k, min_confidence)
     return out

@@ -1,6 +1,7 @@
 """UI glue shared by the pages: the cached backend, the sidebar, errors and query params.
 
-No computation here beyond calling :mod:`vidviz`; the library never imports streamlit.
+It lives outside ``pages/`` so that it never shows as a page. No computation here beyond
+calling :mod:`vidviz`; the library never imports streamlit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import streamlit as st
 from vidviz import config
 from vidviz.backend import Backend
 from vidviz.errors import VidvizError
+from vidviz.jobs import store as vstore
 
 log = logging.getLogger("vidviz.app")
 DEFAULT_LABEL = "Embedded default (generated Something-Something-like)"
@@ -75,17 +77,17 @@ def sidebar() -> None:
         names = list(roots)
         want = qp.get("dataset", names[0])
         st.selectbox("Dataset", names, index=names.index(want) if want in names else 0, key="vv_dataset",
-                     on_change=lambda: _set_param("dataset", st.session_state.vv_dataset))
+                     on_change=lambda: set_param("dataset", st.session_state.vv_dataset))
         cnames = list(ckpts)
         cwant = qp.get("checkpoint", cnames[0])
         st.selectbox("Checkpoint", cnames, index=cnames.index(cwant) if cwant in cnames else 0, key="vv_checkpoint",
-                     on_change=lambda: _set_param("checkpoint", st.session_state.vv_checkpoint))
+                     on_change=lambda: set_param("checkpoint", st.session_state.vv_checkpoint))
         backend = backend_or_none()
         if backend is not None and backend.dataset is not None:
             splits = backend.dataset.splits
             swant = qp.get("split", "test" if "test" in splits else splits[0])
             st.selectbox("Split", splits, index=splits.index(swant) if swant in splits else 0, key="vv_split",
-                         on_change=lambda: _set_param("split", st.session_state.vv_split))
+                         on_change=lambda: set_param("split", st.session_state.vv_split))
             ds = backend.dataset
             st.caption(f"{len(ds.records)} clips, {len(ds.classes)} classes ({ds.format}); "
                        f"model: {backend.model.arch}, {len(backend.classes)} classes, on {backend.device.type}.")
@@ -96,7 +98,7 @@ def sidebar() -> None:
         st.caption("Maps explain class logits (pre-softmax) with Grad-CAM.")
 
 
-def _set_param(name: str, value) -> None:
+def set_param(name: str, value) -> None:
     st.query_params[name] = str(value)
 
 
@@ -143,17 +145,11 @@ def open_in_viewer(clip_id: str, cls: int | None = None) -> None:
     params["clip"] = str(clip_id)
     if cls is not None:
         params["cls"] = str(int(cls))
-    for k in ("vv_clip", "vv_cls", "vv_cls_a", "vv_cls_b", "vv_frame"):
-        st.session_state.pop(k, None)
     st.switch_page("pages/viewer.py", query_params=params)
 
 
 def stored_predictions(b: Backend, split_name: str):
     """Predictions of a precomputed store for this checkpoint + dataset + split, when one exists."""
-    try:
-        from vidviz import store as vstore
-    except ImportError:
-        return None
     try:
         st_ = vstore.open_store_for(b, split_name)
     except VidvizError:

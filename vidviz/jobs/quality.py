@@ -17,15 +17,16 @@ import numpy as np
 import pandas as pd
 
 from vidviz.data.io import atomic_write_bytes
-from vidviz.explain import quality as q
+from vidviz.explain import metrics as q
 from vidviz.explain.cam import explain, upsample
 from vidviz.explain.temporal import importance_curve
-from vidviz.store import assign_cases
+from vidviz.jobs.store import assign_cases
 
 BASELINES = ("random", "centre", "motion")
 METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "temporal_share", "temporal_peak",
            "deletion", "insertion", "deletion_frames")
 HIGHER_IS_BETTER = {m: m not in ("deletion", "deletion_frames", "randomisation_rho") for m in (*METRICS, "randomisation_rho")}
+DIRECTIONS = "higher is better except deletion, deletion_frames and randomisation_rho (lower is better)"
 
 
 def _boxes(per_frame, role: str, offset: tuple[int, int]):

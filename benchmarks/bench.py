@@ -1,4 +1,6 @@
-"""``vidviz bench``: benchmarks that print figures (never timed tests).
+"""``vidviz bench``: benchmarks that print figures (never timed tests); outside the library's import graph.
+
+Run as ``vidviz bench WHAT`` or ``python benchmarks/bench.py WHAT``:
 
     vidviz bench model       forward clips/s: default model, and i3d_resnet50 at 16x3x224x224
     vidviz bench explain     one clip: forward, all classes (one pass), autograd, batched top-5, captum
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -75,7 +78,7 @@ def bench_model(a) -> None:
 
 def bench_explain(a) -> None:
     from vidviz.backend import Backend
-    from vidviz.explain.cam import autograd_cams, cams_for_all_classes
+    from vidviz.explain.cam import autograd_cams, forward_cams
 
     b = Backend(a.checkpoint, a.data)
     m = b.model
@@ -92,7 +95,7 @@ def bench_explain(a) -> None:
     one_k, five_k = f"Grad-CAM one class, autograd ({mid})", f"Grad-CAM top-5 batched ({mid})"
     ms = _time_interleaved({
         "plain forward": forward,
-        all_k: lambda: cams_for_all_classes(m, x),
+        all_k: lambda: forward_cams(m, x),
         "Grad-CAM one class, autograd (last block)": lambda: autograd_cams(m, x, m.last_layer, [top5[0]]),
         one_k: lambda: autograd_cams(m, x, mid, [top5[0]]),
         five_k: lambda: autograd_cams(m, x, mid, top5),
@@ -131,24 +134,12 @@ def bench_explain(a) -> None:
           f"top-5 batched / one class at {mid} = {five_mid / one_mid:.2f} (target <= 1.5)")
 
 
-def bench_app(a) -> None:
-    """Runs benchmarks/app_bench.py (the library itself never imports streamlit)."""
-    import subprocess
-    import sys
-
-    script = config.PROJECT_ROOT / "benchmarks" / "app_bench.py"
-    cmd = [sys.executable, str(script), "--data", str(a.data), "--checkpoint", str(a.checkpoint)]
-    if a.clip:
-        cmd += ["--clip", a.clip]
-    subprocess.run(cmd, check=True)
-
-
 def synthetic_store(out: Path, n: int, classes: list[str], k: int = 5, t: int = 16, hw: int = 7, seed: int = 0) -> Path:
     """A store of ``n`` clips with random logits and maps (for the scale benchmark)."""
     import io
 
     from vidviz.data.io import atomic_write_bytes, atomic_write_json
-    from vidviz.store import VERSION, prediction_table
+    from vidviz.jobs.store import VERSION, prediction_table
 
     rng = np.random.default_rng(seed)
     kk = len(classes)
@@ -176,8 +167,8 @@ def synthetic_store(out: Path, n: int, classes: list[str], k: int = 5, t: int = 
 def bench_gallery(a) -> None:
     import pandas as pd  # noqa: F401
 
-    from vidviz import gallery
-    from vidviz.store import open_store
+    from vidviz import tables
+    from vidviz.jobs.store import open_store
 
     classes = [f"class {i}" for i in range(174)]
     with tempfile.TemporaryDirectory() as d:
@@ -195,15 +186,15 @@ def bench_gallery(a) -> None:
 
         def render_once():
             counts = st.counts()
-            rows = gallery.select(st.table, "medium", "margin", None, None)
+            rows = tables.select(st.table, "medium", "margin", None, None)
             page = rows.iloc[:12]
             conf = st.confusion()
-            pairs = gallery.confused_pairs(conf, classes)
+            pairs = tables.confused_pairs(conf, classes)
             maps = [st.map_of(int(r), int(p)) for r, p in zip(page.index, page["pred"], strict=True)]
             return counts, len(rows), pairs, maps
 
         ms = _time(render_once, repeat=5)
-        filt = _time(lambda: gallery.select(st.table, "negative", "entropy", 3, 7), repeat=5)
+        filt = _time(lambda: tables.select(st.table, "negative", "entropy", 3, 7), repeat=5)
         peak = _rss_mb()
     print(f"  open store (parquet + memory-mapped maps): {t_open * 1000:.0f} ms")
     print(f"  one gallery render (counts, sort a case, a page of 12 maps, confusion, pairs): {ms:.0f} ms (target <= 1000)")
@@ -214,8 +205,8 @@ def bench_gallery(a) -> None:
 def bench_precompute(a) -> None:
     from vidviz.data.datasets import open_dataset
     from vidviz.data.loader import iterate_batches
+    from vidviz.jobs.store import precompute
     from vidviz.models import load_checkpoint
-    from vidviz.store import precompute
 
     ds = open_dataset(a.data)
     m = load_checkpoint(a.checkpoint)
@@ -238,7 +229,24 @@ def bench_precompute(a) -> None:
     print(f"  ratio {pre / plain:.2f} (target >= 0.9)")
 
 
-def main(a) -> int:
-    """``vidviz bench WHAT`` (the parser is in :mod:`vidviz.cli_store`, so the CLI starts without torch)."""
-    return {"model": bench_model, "explain": bench_explain, "app": bench_app,
-            "gallery": bench_gallery, "precompute": bench_precompute}[a.what](a) or 0
+BENCHES = {"model": bench_model, "explain": bench_explain, "gallery": bench_gallery, "precompute": bench_precompute}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=list(BENCHES))
+    p.add_argument("--data", default=str(config.DEFAULT_DATA))
+    p.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--clips", type=int, default=220_847, help="store size for `gallery`")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes for `precompute`")
+    a = p.parse_args(argv)
+    from vidviz import runtime
+
+    runtime.tune_allocator()
+    BENCHES[a.what](a)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

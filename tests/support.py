@@ -1,0 +1,116 @@
+"""Helpers the tests share (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from vidviz.data import synth
+from vidviz.data.video import InputSpec
+from vidviz.models import i3d_resnet_tiny
+from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def moving_square_frames(n: int = 30, h: int = 64, w: int = 96, gray: bool = False) -> np.ndarray:
+    """uint8 (n, h, w, 3) frames of a white square moving right; frame i has i encoded in its top-left pixel."""
+    frames = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        x = 4 + (i * 2) % (w - 20)
+        frames[i, 20:36, x:x + 16] = 255
+        frames[i, :8, :8] = min(255, i * 8)  # a brightness tag to recover the index after lossy coding
+    if gray:
+        frames[..., 1] = frames[..., 0]
+        frames[..., 2] = frames[..., 0]
+    return frames
+
+
+def write_vp9(path: Path, frames: np.ndarray, fps: float = 12.0) -> bool:
+    """Write VP9 WebM with OpenCV (slow encoder; small clips only). Returns False if unsupported."""
+    w = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"VP90"), fps, (frames.shape[2], frames.shape[1]))
+    if not w.isOpened():
+        return False
+    for f in frames:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    return path.stat().st_size > 0
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidviz.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def random_model(seed: int = 0, **overrides) -> VideoClassifier:
+    torch.manual_seed(seed)
+    m = i3d_resnet_tiny(list(synth.TEMPLATES), **overrides)
+    for mod in m.modules():  # undo zero-init so every block contributes
+        if isinstance(mod, nn.BatchNorm3d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+    return m.eval()
+
+
+def clip_tensor(seed: int = 0, t: int = 16, s: int = 112) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, t, s, s, generator=g)
+
+
+def hook_counts(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def captum_gradcam(model, layer_module, x, target):
+    from captum.attr import LayerGradCam
+
+    return LayerGradCam(model, layer_module).attribute(x, target=target, relu_attributions=True)[0, 0].detach()
+
+
+def assert_rel_close(a, b, rel=1e-5):
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    scale = max(float(b.abs().max()), 1e-12)
+    assert float((a - b).abs().max()) <= rel * scale, float((a - b).abs().max()) / scale
+
+
+class FrameReader(nn.Module):
+    """A 'network' that only looks at frame k."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv3d(3, 4, 1)
+
+    def forward(self, x):
+        mask = torch.zeros(1, 1, x.shape[2], 1, 1)
+        mask[:, :, self.k] = 1.0
+        return torch.relu(self.conv(x * mask))  # (B, 4, T, H, W)
+
+
+def frame_reader_model(k: int) -> VideoClassifier:
+    torch.manual_seed(0)
+    head = PoolLinearHead(4, 3)
+    return VideoClassifier([("only", FrameReader(k))], head, ["a", "b", "c"], InputSpec(size=16), "test").eval()
+
+
+def assert_same_store(a, b):
+    cols = ["id", "label", "pred", "true_rank", "case"]
+    pd.testing.assert_frame_equal(a.table[cols].reset_index(drop=True), b.table[cols].reset_index(drop=True))
+    assert np.allclose(a.table["prob"], b.table["prob"], atol=1e-5)
+    assert np.allclose(a.maps.astype(np.float32), b.maps.astype(np.float32), rtol=1e-2, atol=1e-4)
+    assert np.array_equal(a.map_classes, b.map_classes)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

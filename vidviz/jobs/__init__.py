@@ -1,0 +1,1 @@
+"""Split-level work: the precompute store and quality scoring (resumable, sharded)."""
