@@ -5,6 +5,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 DATA    ?= data/ssv2-synth
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Tests and tools leave nothing in the checkout: no __pycache__, no tool caches (see README, Development).
+export PYTHONDONTWRITEBYTECODE = 1
+RUFF    := $(VENV)/bin/ruff check --no-cache vidviz pages tests benchmarks app.py ui.py
 
 .PHONY: run test test-fast install install-dev data chromium lint clean
 
@@ -13,6 +16,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . || $(PY) -m pip install -q --no-deps -e .
+	rm -rf vidviz.egg-info  # a by-product of the editable install; the venv holds what it needs
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -32,14 +36,14 @@ chromium:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(VENV)/.installed-dev chromium data
-	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py ui.py
+	$(RUFF)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(VENV)/.installed-dev data
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check vidviz pages tests benchmarks app.py ui.py
+	$(RUFF)
 
 clean:
-	rm -rf $(VENV) stores test-artifacts
+	rm -rf $(VENV) stores vidviz.egg-info

@@ -31,10 +31,12 @@ def dataset_roots() -> dict[str, Path]:
 
 
 def checkpoints() -> dict[str, Path]:
+    """Checkpoint choices: the shipped default, then ``*.pt`` under checkpoints/ and ``VIDVIZ_CHECKPOINTS``."""
     found = {"default.pt (shipped)": config.DEFAULT_CHECKPOINT}
-    for p in sorted(config.CHECKPOINT_DIR.glob("*.pt")):
-        if p.resolve() != config.DEFAULT_CHECKPOINT.resolve() and not p.name.endswith(".resume.pt"):
-            found[p.name] = p
+    for folder in [config.CHECKPOINT_DIR, *config.EXTRA_CHECKPOINT_DIRS]:
+        for p in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+            if p.resolve() != config.DEFAULT_CHECKPOINT.resolve() and not p.name.endswith(".resume.pt"):
+                found[p.name if p.name not in found else str(p)] = p
     return found
 
 
@@ -45,15 +47,15 @@ def ensure_default_dataset() -> None:
     from vidviz.data import synth
 
     st.info("First run: generating the embedded default dataset "
-            f"({synth.DEFAULT_CLIPS} clips, seed {synth.DEFAULT_SEED}). This happens once.")
+            f"({config.DEFAULT_CLIPS} clips, seed {config.DEFAULT_SEED}). This happens once.")
     bar = st.progress(0.0, text="Generating clips...")
 
     def progress(done, total):
         bar.progress(done / total, text=f"Generating clips... {done}/{total}")
 
     try:
-        synth.generate(config.DEFAULT_DATA, synth.DEFAULT_CLIPS, synth.DEFAULT_SEED, synth.DEFAULT_DIFFICULTY,
-                       progress=progress, hard=synth.DEFAULT_HARD)
+        synth.generate(config.DEFAULT_DATA, config.DEFAULT_CLIPS, config.DEFAULT_SEED, config.DEFAULT_DIFFICULTY,
+                       progress=progress, hard=config.DEFAULT_HARD)
     except Exception as e:  # disk full, permissions...
         log.exception("default dataset generation failed")
         st.error(f"Could not generate the default dataset in {config.DEFAULT_DATA}: {e}")

@@ -133,3 +133,87 @@ def test_quality_page_renders_scores(backend, test_store):
     assert {"gradcam", "gradcam++", "random", "centre", "motion"} <= set(table.index)
     row = summary[(summary["method"] == "gradcam") & (summary["metric"] == "energy_object")].iloc[0]
     assert table.loc["gradcam", "energy_object"].startswith(f"{row['mean']:.3f}")  # the page shows the scored figures
+
+
+@pytest.fixture()
+def tiny_default(tiny_ds, tmp_path, monkeypatch):
+    """The app with the tiny dataset as its default and stores in this test's tmp (nothing precomputed)."""
+    monkeypatch.setenv("VIDVIZ_DATA", str(tiny_ds))
+    monkeypatch.setenv("VIDVIZ_STORES", str(tmp_path / "stores"))
+    return tiny_ds
+
+
+def test_sidebar_switches_dataset_and_checkpoint(default_backend, tiny_ds, tmp_path, monkeypatch):
+    """A click on each sidebar picker switches what the page shows, and the URL follows.
+
+    (AppTest drops the sidebar's elements after a rerun under st.navigation, so each picker
+    gets its own first click and the effect is read off the main area.)
+    """
+    from support import random_model
+
+    from vidviz.backend import Backend
+    from vidviz.jobs.store import precompute, store_dir
+    from vidviz.models import save_checkpoint
+
+    (tmp_path / "cks").mkdir()
+    other = save_checkpoint(tmp_path / "cks" / "other.pt", random_model(5))
+    monkeypatch.setenv("VIDVIZ_DATA_ROOTS", str(tiny_ds))
+    monkeypatch.setenv("VIDVIZ_CHECKPOINTS", str(tmp_path / "cks"))
+    at = run_page()
+    total = len(default_backend.dataset.records)
+    assert any(c.value.startswith(f"{total} clips, 12 classes") for c in at.sidebar.caption)
+    at.sidebar.selectbox(key="vv_dataset").select(tiny_ds.name).run()
+    assert not at.exception
+    assert any(" of 48 clips match" in c.value for c in at.caption)  # the tiny dataset's table
+    assert at.query_params["dataset"] in (tiny_ds.name, [tiny_ds.name])
+
+    b = Backend(other, tiny_ds)
+    precompute(b.model, b.dataset, "train", store_dir(b.dataset, b.checkpoint_hash, "train"), workers=0)
+    at = run_page(params={"dataset": tiny_ds.name, "split": "train"})
+    assert "prediction" not in at.dataframe[0].value.columns  # no store for the shipped checkpoint here
+    at.sidebar.selectbox(key="vv_checkpoint").select("other.pt").run()
+    assert not at.exception
+    assert at.query_params["checkpoint"] in ("other.pt", ["other.pt"])
+    table = at.dataframe[0].value
+    first = str(table["id"].iloc[0])
+    assert table["prediction"].iloc[0] == b.classes[b.predict(first)[0][0]]  # predictions of the chosen checkpoint
+
+
+@pytest.mark.slow
+def test_gallery_compute_button_builds_the_store(tiny_default):
+    at = run_page("pages/gallery.py", {"split": "train"})
+    assert any("No precomputed predictions for the **train** split" in w.value for w in at.warning)
+    at.button(key="ga_compute").click().run()
+    assert not at.exception
+    import ui
+    from vidviz.backend import Backend
+    from vidviz.jobs.store import open_store_for
+
+    b = ui.get_backend(str(ui.config.DEFAULT_CHECKPOINT), str(tiny_default))
+    st_ = open_store_for(b, "train")
+    assert st_ is not None and len(st_.table) == len(Backend(ui.config.DEFAULT_CHECKPOINT, tiny_default).dataset.split("train"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Positive (top-1 correct)"] == str(st_.counts()["positive"])
+
+
+@pytest.mark.slow
+def test_quality_score_button_scores_the_chosen_number_of_clips(tiny_default):
+    at = run_page("pages/quality.py", {"split": "train"})
+    at.number_input(key="qa_n").set_value(2)
+    at.button(key="qa_run").click().run()
+    assert not at.exception
+    assert {"gradcam", "gradcam++", "random", "centre", "motion"} <= set(at.dataframe[0].value.index)
+    assert any(c.value.startswith("2 clips of **train**") for c in at.caption)
+
+
+@pytest.mark.slow
+def test_first_run_generates_the_default_dataset(tmp_path, monkeypatch):
+    from vidviz import config
+
+    target = tmp_path / "fresh"
+    monkeypatch.setenv("VIDVIZ_DATA", str(target))
+    monkeypatch.setattr(config, "DEFAULT_CLIPS", 24)
+    at = run_page()
+    assert (target / "labels.json").is_file()
+    assert any(c.value.startswith("24 clips, 12 classes") for c in at.sidebar.caption)
+    assert at.title[0].value == "Dataset browser"

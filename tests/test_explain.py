@@ -335,3 +335,28 @@ def test_allocator_tuning_applies_once_and_can_be_turned_off():
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert on.stdout.split() == ["True", "True"]  # glibc Linux, as on every machine this project runs on
     assert off.stdout.split() == ["False", "False"]
+
+
+def test_signed_overlay_is_red_for_a_positive_difference_and_blue_for_a_negative_one():
+    frames = np.full((2, 8, 8, 3), 100, np.uint8)
+    diff = np.zeros((2, 8, 8), np.float32)
+    diff[0, :4] = 1.0  # more evidence for A in the top half of frame 1
+    diff[1, 4:] = -1.0  # more for B in the bottom half of frame 2
+    out = render.signed_overlay(frames, diff, alpha=0.5)
+    assert out[0, 1, 1].tolist() == [177, 50, 50]  # 100 * 0.5 + 255 * 0.5 in red, 100 * 0.5 elsewhere
+    assert out[1, 6, 6].tolist() == [50, 50, 177]
+    assert out[0, 6, 6].tolist() == [100, 100, 100] and out[1, 1, 1].tolist() == [100, 100, 100]  # zero: untouched
+
+
+def test_draw_boxes_maps_source_pixels_into_the_crop():
+    from vidviz.data.datasets import Box
+
+    frames = np.zeros((1, 20, 20, 3), np.uint8)
+    boxes = [[Box("object", "red cube", (14.0, 4.0, 24.0, 14.0)), Box("hand", "hand", (4.0, 4.0, 8.0, 8.0)),
+              Box("distractor", "ball", (0.0, 0.0, 30.0, 30.0))]]
+    out = render.draw_boxes(frames, boxes, 1.0, (4, 2))  # the crop starts at source x=4, y=2
+    assert out[0, 2, 10].tolist() == [255, 255, 255]  # object's top edge: y 4-2, x 14-4 .. 24-4
+    assert out[0, 12, 15].tolist() == [255, 255, 255] and out[0, 8, 10].tolist() == [255, 255, 255]  # bottom, left
+    assert out[0, 2, 0].tolist() == [255, 220, 0]  # the hand's top-left corner, yellow
+    assert out[0, 8, 15].tolist() == [0, 0, 0]  # inside the object box: not filled; distractors not drawn
+    assert frames.sum() == 0  # the input is not drawn on

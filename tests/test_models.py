@@ -229,3 +229,26 @@ def test_evaluate_reproduces_the_model_card(default_ds, default_checkpoint, tmp_
     res = json.loads((tmp_path / "eval.json").read_text())
     assert abs(100 * res["top1"] - float(m.group(1))) <= 1.0
     assert (tmp_path / "conf.csv").read_text().count("\n") == 13  # header + 12 classes
+
+
+@pytest.mark.slow
+def test_inflating_from_a_weights_file(tmp_path):
+    """The --init-2d path: a torchvision ResNet-50 state dict on disk (plain, or wrapped in 'state_dict')."""
+    from torchvision.models import resnet18, resnet50
+
+    torch.manual_seed(0)
+    state = resnet50(weights=None).state_dict()
+    plain, wrapped = tmp_path / "r50.pth", tmp_path / "r50-wrapped.pth"
+    torch.save(state, plain)
+    torch.save({"state_dict": state, "epoch": 90}, wrapped)
+    for path in (plain, wrapped):
+        m = inflate_resnet2d(i3d_resnet50(["a", "b"]), path)
+        sd = m.state_dict()
+        assert torch.equal(sd["stages.stem.conv1.weight"], inflate_weight(state["conv1.weight"], 3))
+        assert torch.equal(sd["stages.layer3.2.conv2.weight"], inflate_weight(state["layer3.2.conv2.weight"], 3))
+        assert torch.equal(sd["stages.layer4.0.downsample.1.running_var"], state["layer4.0.downsample.1.running_var"])
+    other = tmp_path / "r18.pth"
+    torch.save(resnet18(weights=None).state_dict(), other)
+    with pytest.raises(CheckpointError) as e:
+        inflate_resnet2d(i3d_resnet50(["a", "b"]), other)
+    assert str(e.value).startswith(f"{other}: 2D ResNet-50 weights do not match the model") and "mis-shaped" in str(e.value)

@@ -110,3 +110,35 @@ def test_quality_cli_prints_methods_and_baselines(tiny_ds, tmp_path):
     s = pd.read_csv(tmp_path / "q" / "quality.csv")
     assert set(s["method"]) >= {"gradcam", "gradcam++", "random", "centre", "motion"}
     assert (tmp_path / "q" / "quality_clips.csv").is_file()
+
+
+@pytest.mark.slow
+def test_quality_resumes_and_records_a_bad_clip_as_an_error_row(tiny_ds, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from vidviz.backend import Backend
+    from vidviz.jobs import quality as jq
+    from vidviz.models import save_checkpoint
+
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(tiny_ds, ds_dir)
+    b = Backend(save_checkpoint(tmp_path / "m.pt", random_model(2)), ds_dir)
+    recs = [r for r in b.dataset.split("train") if r.label is not None][:3]
+    out = tmp_path / "q"
+    summary, clips = jq.run_quality(b, "train", out, ["gradcam"], max_clips=2, sanity_clips=0)
+    assert sorted(clips["clip"].unique()) == sorted(r.id for r in recs[:2])
+    assert set(clips["method"]) == {"gradcam", "random", "centre", "motion"}
+
+    scored = []
+    real = jq.score_clip
+    monkeypatch.setattr(jq, "score_clip", lambda backend, key, methods: scored.append(key) or real(backend, key, methods))
+    recs[2].path.unlink()  # the third clip's video is gone
+    summary, clips = jq.run_quality(b, "train", out, ["gradcam"], max_clips=3, sanity_clips=0)
+    assert scored == [recs[2].id]  # the two finished clips were not scored again
+    assert sorted(clips["clip"].unique()) == sorted(r.id for r in recs[:2])  # the bad clip adds no score
+    rows = [json.loads(line) for line in (out / "quality_clips.jsonl").read_text().splitlines()]
+    errors = [r for r in rows if r["method"] == "error"]
+    assert [r["clip"] for r in errors] == [recs[2].id] and "file not found" in errors[0]["error"]
+    n = summary[(summary["method"] == "gradcam") & (summary["metric"] == "energy_object")]["n"].iloc[0]
+    assert n == 2

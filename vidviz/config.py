@@ -11,6 +11,7 @@ variable             what                                            default
 ``VIDVIZ_CHECKPOINT`` the default checkpoint                         ``$VIDVIZ_HOME/checkpoints/default.pt``
 ``VIDVIZ_STORES``    precomputed stores (predictions, maps, quality) ``$VIDVIZ_HOME/stores``
 ``VIDVIZ_DATA_ROOTS`` extra dataset roots the app offers (``:``-sep.) none
+``VIDVIZ_CHECKPOINTS`` extra checkpoint folders the app offers (``:``-sep.) none
 ``VIDVIZ_DEBUG``     the CLI re-raises unexpected errors with a traceback off
 ``VIDVIZ_MALLOC_TUNING`` ``0`` turns the glibc allocator tuning off  on
 ==================== =============================================== ==========================
@@ -36,6 +37,7 @@ _LOCATIONS = {
     "DEFAULT_CHECKPOINT": lambda: Path(os.environ.get("VIDVIZ_CHECKPOINT", _home() / "checkpoints" / "default.pt")),
     "STORE_DIR": lambda: Path(os.environ.get("VIDVIZ_STORES", _home() / "stores")),
     "EXTRA_DATA_ROOTS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_DATA_ROOTS", "").split(os.pathsep) if p],
+    "EXTRA_CHECKPOINT_DIRS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_CHECKPOINTS", "").split(os.pathsep) if p],
 }
 
 

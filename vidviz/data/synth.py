@@ -30,7 +30,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidviz import config
 from vidviz.data.io import atomic_write_json
 from vidviz.data.video import write_video
 from vidviz.errors import UsageError
@@ -56,9 +55,6 @@ WINDOW_FILE = "annotations/action_windows.json"
 FPS = 12.0
 HEIGHT, WIDTH = 128, 176  # frame size (H, W); SSv2 is 240 px high, variable width
 WORLD_H, WORLD_W = 224, 320  # the scene the camera looks at
-#: The settings of the embedded default dataset (defined in vidviz.config).
-DEFAULT_CLIPS, DEFAULT_SEED, DEFAULT_DIFFICULTY, DEFAULT_HARD = (config.DEFAULT_CLIPS, config.DEFAULT_SEED,
-                                                                config.DEFAULT_DIFFICULTY, config.DEFAULT_HARD)
 
 
 def is_hard(seed: int, index: int, hard_fraction: float) -> bool:
