@@ -3,11 +3,11 @@
 import streamlit as st
 
 import ui
-from vidviz import runtime
+from vidviz import render, runtime
 
 runtime.tune_allocator()  # once per process: reuse CPU tensor memory (see vidviz/runtime.py)
 
-st.set_page_config(page_title="vidviz", page_icon=":material/movie:", layout="wide")
+st.set_page_config(page_title="vidviz", page_icon=render.app_icon(), layout="wide")  # a local icon: the app works offline
 
 PAGES = [
     st.Page("pages/browser.py", title="Dataset browser", icon=":material/table_view:", url_path="browser", default=True),

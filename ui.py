@@ -17,6 +17,7 @@ from vidviz import config
 from vidviz.backend import Backend
 from vidviz.errors import VidvizError
 from vidviz.jobs import store as vstore
+from vidviz.player import build_payload, player_assets
 
 log = logging.getLogger("vidviz.app")
 DEFAULT_LABEL = "Embedded default (generated Something-Something-like)"
@@ -104,7 +105,23 @@ def set_param(name: str, value) -> None:
     st.query_params[name] = str(value)
 
 
+def _leave_legacy_multipage_mode() -> None:
+    """Run every page through app.py's ``st.navigation``, deep links included.
+
+    Streamlit keeps its legacy multipage mode (run ``pages/<name>.py`` alone) until a script
+    calls ``st.navigation`` in the server process. So when a deep link such as ``/viewer?clip=..``
+    is a fresh server's first request, the page would run without app.py: no sidebar pickers,
+    no page layout, the legacy page list. Turn that mode off and run again, through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def backend_or_none() -> Backend | None:
+    _leave_legacy_multipage_mode()
     roots, ckpts = dataset_roots(), checkpoints()
     root = roots.get(st.session_state.get("vv_dataset", DEFAULT_LABEL), config.DEFAULT_DATA)
     ckpt = ckpts.get(st.session_state.get("vv_checkpoint", ""), config.DEFAULT_CHECKPOINT)
@@ -157,3 +174,52 @@ def stored_predictions(b: Backend, split_name: str):
     except VidvizError:
         return None
     return None if st_ is None else st_.prediction_columns()
+
+
+# ---------------------------------------------------------------- the heatmap player (a components.v2 component)
+
+_PLAYER = st.components.v2.component("vidviz_player", isolate_styles=False, **player_assets())
+PLAYER_PARAMS = ("cls", "frame", "alpha", "norm", "gt")  # kept in the URL by the player itself
+
+
+@st.cache_data(max_entries=48, show_spinner=False)
+def _payload(checkpoint_hash: str, data_root: str, key: str, method: str, layer: str, extra: tuple[int, ...],
+             _b: Backend) -> dict:
+    """One payload per (checkpoint, clip, method, layer, classes asked for): built once, then served from here."""
+    return build_payload(_b, key, method, layer, extra)
+
+
+def player_init(key: str, clip_id: str | None, top1: int, n_classes: int, n_frames: int, default_frame: int) -> dict:
+    """The player's state when a view opens: the URL's, if the URL names this same clip; else the clip's own top-1."""
+    qp = st.query_params
+    same = clip_id is not None and qp.get("clip") == clip_id
+
+    def num(name, lo, hi, cast, fallback):
+        try:
+            v = cast(qp.get(name))
+            return v if lo <= v <= hi else fallback
+        except (TypeError, ValueError):
+            return fallback
+
+    if not same:
+        return {"cls": top1, "frame": default_frame, "alpha": 0.5, "norm": "clip", "gt": False}
+    return {"cls": num("cls", 0, n_classes - 1, int, top1), "frame": num("frame", 1, n_frames, int, default_frame),
+            "alpha": num("alpha", 0.0, 1.0, float, 0.5), "norm": qp.get("norm") if qp.get("norm") in ("clip", "frame")
+            else "clip", "gt": qp.get("gt") == "1"}
+
+
+def player(b: Backend, key: str, method: str, layer: str, init: dict, view: int) -> int | None:
+    """Mount the player for one clip; returns a class the user asked for whose map is not in the payload yet."""
+    extra_key = f"vw_extra:{key}:{method}:{layer}"
+    extra = tuple(st.session_state.get(extra_key, ()))
+    payload = _payload(b.checkpoint_hash, str(b.dataset.root) if b.dataset else "", key, method, layer, extra, b)
+    if init["cls"] not in payload["available"]:  # e.g. a deep link to a class outside the top predictions
+        st.session_state[extra_key] = (*extra, init["cls"])
+        payload = _payload(b.checkpoint_hash, str(b.dataset.root) if b.dataset else "", key, method, layer,
+                           (*extra, init["cls"]), b)
+    result = _PLAYER(key="vw_player", data={**payload, "init": init, "view": view}, on_request_change=lambda: None)
+    asked = result.get("request") if hasattr(result, "get") else getattr(result, "request", None)
+    if asked is not None and int(asked) not in payload["available"]:
+        st.session_state[extra_key] = (*extra, int(asked))
+        return int(asked)
+    return None

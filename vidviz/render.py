@@ -17,6 +17,13 @@ from vidviz.explain.cam import normalise, upsample
 from vidviz.explain.temporal import importance_curve
 
 
+def app_icon(size: int = 32) -> np.ndarray:
+    """The app's page icon: a jet heatmap blob, made here so the browser never fetches an icon from outside."""
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    blob = np.exp(-((xx - 0.55) ** 2 + (yy - 0.45) ** 2) / 0.08)  # (size, size) in [0, 1]
+    return jet(blob.astype(np.float32))  # (size, size, 3) uint8
+
+
 def format_top(top: list[tuple[int, float]], classes: list[str], k: int = 5) -> list[str]:
     """The seed's format: ``1. Putting [something]: 0.84``."""
     return [f"{i + 1}. {classes[c]}: {p:.2f}" for i, (c, p) in enumerate(top[:k])]
@@ -173,10 +180,15 @@ class ExportBundle:
         }
 
 
+def export_stem(key: str, cls: int, method: str, layer: str) -> str:
+    """File name stem of an export: ``<clip>_<class>_<method>_<layer>``."""
+    return f"{Path(key).name.replace(':', '_')}_{cls}_{method.replace('+', 'p')}_{layer}"
+
+
 def export_bundle(key: str, cls: int, class_name: str, method: str, layer: str, overlays: np.ndarray,
                   raw: np.ndarray, fps: float) -> ExportBundle:
-    stem = f"{Path(key).name.replace(':', '_')}_{cls}_{method.replace('+', 'p')}_{layer}"
-    return ExportBundle(stem, overlays, raw, fps, f"{class_name} | {method} at {layer} | logit target")
+    return ExportBundle(export_stem(key, cls, method, layer), overlays, raw, fps,
+                        f"{class_name} | {method} at {layer} | logit target")
 
 
 # ---------------------------------------------------------------- plotly figures
