@@ -1,21 +1,34 @@
-"""vidviz: what does a video classifier look at? Entry point: ``streamlit run app.py``."""
+"""vidviz: what does a video classifier look at? Entry point: ``streamlit run app.py``.
+
+The page's title and the sidebar's pickers are drawn before anything imports torch, so the first
+paint does not wait for the model; the page then loads the shared backend with a spinner.
+"""
 
 import streamlit as st
 
 import ui
-from vidviz import render, runtime
+from vidviz import runtime
+from vidviz.player import ICON
 
 runtime.tune_allocator()  # once per process: reuse CPU tensor memory (see vidviz/runtime.py)
 
-st.set_page_config(page_title="vidviz", page_icon=render.app_icon(), layout="wide")  # a local icon: the app works offline
+st.set_page_config(page_title="vidviz", page_icon=str(ICON), layout="wide")  # a local icon: the app works offline
 
-PAGES = [
-    st.Page("pages/browser.py", title="Dataset browser", icon=":material/table_view:", url_path="browser", default=True),
-    st.Page("pages/viewer.py", title="Grad-CAM viewer", icon=":material/local_fire_department:", url_path="viewer"),
-    st.Page("pages/gallery.py", title="Confusion gallery", icon=":material/grid_view:", url_path="gallery"),
-    st.Page("pages/quality.py", title="Saliency quality", icon=":material/verified:", url_path="quality"),
-]
-page = st.navigation(PAGES)
+PAGES = {  # url path: (file, title, icon)
+    "browser": ("pages/browser.py", "Dataset browser", ":material/table_view:"),
+    "viewer": ("pages/viewer.py", "Grad-CAM viewer", ":material/local_fire_department:"),
+    "gallery": ("pages/gallery.py", "Confusion gallery", ":material/grid_view:"),
+    "quality": ("pages/quality.py", "Saliency quality", ":material/verified:"),
+}
+# A shared link names its page in the query (/?page=viewer&clip=...): the app's root path loads
+# without the failed probes Streamlit's client makes for a sub-path such as /viewer (404s in the console).
+home = ui.home_page(list(PAGES))
+page = st.navigation([st.Page(f, title=t, icon=i, url_path=name, default=name == home)
+                      for name, (f, t, i) in PAGES.items()])
+st.title(page.title)
 ui.ensure_default_dataset()
-ui.sidebar()
-page.run()
+ui.sidebar_pickers()
+try:
+    page.run()
+finally:
+    ui.sidebar_status()

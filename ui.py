@@ -10,14 +10,19 @@ import logging
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from vidviz import config
-from vidviz.backend import Backend
 from vidviz.errors import VidvizError
-from vidviz.jobs import store as vstore
-from vidviz.player import build_payload, player_assets
+from vidviz.player import player_assets
+
+if TYPE_CHECKING:
+    from vidviz.backend import Backend
+
+# Nothing here imports torch at module level: app.py paints the page's title while the first
+# page imports the model code (about 1.5 s on a 2-core machine).
 
 log = logging.getLogger("vidviz.app")
 DEFAULT_LABEL = "Embedded default (generated Something-Something-like)"
@@ -65,14 +70,43 @@ def ensure_default_dataset() -> None:
     st.rerun()
 
 
-@st.cache_resource(show_spinner="Loading model and dataset...")
+@st.cache_resource(show_spinner="Opening the dataset...")
+def get_dataset(data_root: str):
+    """One opened dataset per root, shared by every session and by the backends over it (no torch needed)."""
+    from vidviz.data.datasets import open_dataset
+
+    return open_dataset(data_root)
+
+
+@st.cache_resource(show_spinner="Loading the model...")
 def get_backend(checkpoint: str, data_root: str) -> Backend:
     """One backend per checkpoint + dataset, shared by every session (thread-safe)."""
-    return Backend(checkpoint, data_root)
+    from vidviz.backend import Backend
+
+    return Backend(checkpoint, data_root, dataset=get_dataset(data_root))
 
 
-def sidebar() -> None:
-    """Dataset, checkpoint and split pickers (kept in session state and the URL)."""
+def chosen() -> tuple[Path, Path]:
+    """(dataset root, checkpoint path) picked in the sidebar (or named by the URL on a first visit)."""
+    roots, ckpts = dataset_roots(), checkpoints()
+    root = roots.get(st.session_state.get("vv_dataset") or st.query_params.get("dataset", ""), config.DEFAULT_DATA)
+    ckpt = ckpts.get(st.session_state.get("vv_checkpoint") or st.query_params.get("checkpoint", ""),
+                     config.DEFAULT_CHECKPOINT)
+    return root, ckpt
+
+
+def dataset():
+    """The chosen dataset, opened without loading the model (the browser's first paint needs no more)."""
+    _leave_legacy_multipage_mode()
+    try:
+        return get_dataset(str(chosen()[0]))
+    except VidvizError as e:
+        st.error(f"Cannot open this dataset: {e}")
+        st.stop()
+
+
+def sidebar_pickers() -> None:
+    """Dataset and checkpoint pickers (kept in session state and the URL); they need no model, so they come first."""
     roots, ckpts = dataset_roots(), checkpoints()
     qp = st.query_params
     with st.sidebar:
@@ -85,7 +119,16 @@ def sidebar() -> None:
         cwant = qp.get("checkpoint", cnames[0])
         st.selectbox("Checkpoint", cnames, index=cnames.index(cwant) if cwant in cnames else 0, key="vv_checkpoint",
                      on_change=lambda: set_param("checkpoint", st.session_state.vv_checkpoint))
-        backend = backend_or_none()
+
+
+def sidebar_status() -> None:
+    """The split picker and what is open, drawn after the page (so the page paints first); never raises."""
+    try:
+        backend = backend_or_none(show_errors=False)
+    except Exception:  # the page has shown the error already
+        backend = None
+    qp = st.query_params
+    with st.sidebar:
         if backend is not None and backend.dataset is not None:
             splits = backend.dataset.splits
             swant = qp.get("split", "test" if "test" in splits else splits[0])
@@ -98,7 +141,15 @@ def sidebar() -> None:
                 with st.expander(f"{len(ds.problems)} clip(s) skipped"):
                     for where, why in ds.problems[:50]:
                         st.text(f"{where}: {why}")
-        st.caption("Maps explain class logits (pre-softmax) with Grad-CAM.")
+        st.caption("Maps explain class logits (pre-softmax).")
+    if backend is not None:
+        backend.warm_up()
+
+
+def home_page(names: list[str]) -> str:
+    """The page the app's root path shows: the one the URL's ``page`` parameter names, else the first."""
+    want = st.query_params.get("page")
+    return want if want in names else names[0]
 
 
 def set_param(name: str, value) -> None:
@@ -120,18 +171,19 @@ def _leave_legacy_multipage_mode() -> None:
         st.rerun()
 
 
-def backend_or_none() -> Backend | None:
+def backend_or_none(show_errors: bool = True) -> Backend | None:
+    """The shared backend of the chosen dataset and checkpoint (loaded once, with a spinner), or None on an error."""
     _leave_legacy_multipage_mode()
-    roots, ckpts = dataset_roots(), checkpoints()
-    root = roots.get(st.session_state.get("vv_dataset", DEFAULT_LABEL), config.DEFAULT_DATA)
-    ckpt = ckpts.get(st.session_state.get("vv_checkpoint", ""), config.DEFAULT_CHECKPOINT)
+    root, ckpt = chosen()
     try:
         return get_backend(str(ckpt), str(root))
     except VidvizError as e:
-        st.error(f"Cannot open this dataset/checkpoint: {e}")
+        if show_errors:
+            st.error(f"Cannot open this dataset/checkpoint: {e}")
     except Exception as e:
         log.error("backend failed: %s", traceback.format_exc())
-        st.error(f"Cannot open this dataset/checkpoint ({type(e).__name__}: {e}). Details are in the server log.")
+        if show_errors:
+            st.error(f"Cannot open this dataset/checkpoint ({type(e).__name__}: {e}). Details are in the server log.")
     return None
 
 
@@ -161,17 +213,32 @@ def plain_errors():
 def open_in_viewer(clip_id: str, cls: int | None = None) -> None:
     """Jump to the viewer with ``clip_id`` (and ``cls``) selected."""
     params = {k: v for k, v in st.query_params.to_dict().items() if k in ("dataset", "checkpoint", "split")}
+    params["page"] = "viewer"
     params["clip"] = str(clip_id)
     if cls is not None:
         params["cls"] = str(int(cls))
     st.switch_page("pages/viewer.py", query_params=params)
 
 
-def stored_predictions(b: Backend, split_name: str):
-    """Predictions of a precomputed store for this checkpoint + dataset + split, when one exists."""
+@st.cache_data(max_entries=16, show_spinner=False)
+def _checkpoint_hash(path: str, mtime_ns: int) -> str:
+    from vidviz.data.io import file_hash
+
+    return file_hash(path)
+
+
+def stored_predictions(ds, split_name: str):
+    """Predictions of a precomputed store for the chosen checkpoint + this dataset + split, when one exists.
+
+    Needs no model: a store is keyed by the checkpoint file's hash and the dataset's fingerprint.
+    """
+    from vidviz.jobs import store as vstore
+
+    ckpt = chosen()[1]
     try:
-        st_ = vstore.open_store_for(b, split_name)
-    except VidvizError:
+        d = vstore.store_dir(ds, _checkpoint_hash(str(ckpt), ckpt.stat().st_mtime_ns), split_name)
+        st_ = vstore.open_store(d, None, ds.fingerprint()) if (d / "meta.json").is_file() else None
+    except (VidvizError, OSError):
         return None
     return None if st_ is None else st_.prediction_columns()
 
@@ -186,6 +253,8 @@ PLAYER_PARAMS = ("cls", "frame", "alpha", "norm", "gt")  # kept in the URL by th
 def _payload(checkpoint_hash: str, data_root: str, key: str, method: str, layer: str, extra: tuple[int, ...],
              _b: Backend) -> dict:
     """One payload per (checkpoint, clip, method, layer, classes asked for): built once, then served from here."""
+    from vidviz.player.payload import build_payload
+
     return build_payload(_b, key, method, layer, extra)
 
 

@@ -5,19 +5,17 @@ import streamlit as st
 import ui
 from vidviz import render, tables
 
-st.title("Dataset browser")
-b = ui.backend()
-ds = b.dataset
+ds = ui.dataset()  # the table needs no model: the page paints before the model has loaded
 
 
 @st.cache_data(show_spinner="Indexing clips...", max_entries=8)
-def clip_table(checkpoint: str, root: str, fingerprint: str):
+def clip_table(root: str, fingerprint: str):
     return tables.clip_table(ds)
 
 
 with ui.plain_errors():
-    df = clip_table(b.model.checkpoint_path, str(ds.root), ds.fingerprint())
-    store_preds = ui.stored_predictions(b, ui.split())
+    df = clip_table(str(ds.root), ds.fingerprint())
+    store_preds = ui.stored_predictions(ds, ui.split())
     c1, c2, c3 = st.columns([3, 2, 1])
     chosen = c1.multiselect("Classes", ds.classes, key="br_classes", placeholder="All classes")
     text = c2.text_input("Search id, label or object", key="br_text", placeholder="e.g. red cube")
@@ -25,7 +23,7 @@ with ui.plain_errors():
     rows = tables.filter_table(df, chosen, ui.split(), text)
     pages = tables.page_count(len(rows), size)
     page_no = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="br_page")
-    page = tables.with_video_info(tables.page_of(rows, page_no, size), ds, b.spec.default_source_fps)
+    page = tables.with_video_info(tables.page_of(rows, page_no, size), ds)
     if store_preds is not None:
         page = page.merge(store_preds, on="id", how="left")
     st.caption(f"{len(rows)} of {len(df)} clips match. Click a row to preview it.")
@@ -44,7 +42,7 @@ with ui.plain_errors():
             if rec.path.is_file():
                 st.video(rec.path.read_bytes(), format=f"video/{rec.path.suffix.lstrip('.').lower() or 'webm'}")
             else:  # a folder of JPEG frames (v1 / Jester): show the sampled frames
-                st.image(list(b.frames(rec.id)[::2]), width=96)
+                st.image(list(ui.backend().frames(rec.id)[::2]), width=96)
             if st.button("Open in Grad-CAM viewer", type="primary", key="br_open"):
                 ui.open_in_viewer(rec.id)
         else:

@@ -7,7 +7,6 @@ import ui
 from vidviz import render, tables
 from vidviz.jobs import store
 
-st.title("Confusion gallery")
 b = ui.backend()
 ds = b.dataset
 split = ui.split()

@@ -8,7 +8,6 @@ from vidviz import render
 from vidviz.jobs import store
 from vidviz.jobs.quality import METRICS, run_quality, summary_wide
 
-st.title("Saliency quality")
 b = ui.backend()
 ds = b.dataset
 split = ui.split()
@@ -17,7 +16,7 @@ out = store.store_dir(ds, b.checkpoint_hash, split)
 with ui.plain_errors():
     summary_path, clips_path = out / "quality.csv", out / "quality_clips.csv"
     if not summary_path.is_file():
-        if not ds.boxes:
+        if not ds.has_boxes:
             st.info("This dataset has no ground-truth boxes (Something-Else format) to score against; "
                     "the randomisation sanity check still runs.")
         st.warning(f"No saliency-quality scores for the **{split}** split with this checkpoint yet.")

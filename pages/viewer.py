@@ -7,7 +7,6 @@ from vidviz import render
 from vidviz.explain.cam import METHODS, contrast
 from vidviz.explain.temporal import importance_curve
 
-st.title("Grad-CAM viewer")
 b = ui.backend()
 ds = b.dataset
 qp = st.query_params

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from support import ROOT
@@ -56,38 +59,66 @@ def test_browser_page_lists_and_filters_clips(backend):
     assert set(at.dataframe[0].value["label"]) == {"Uncovering [something]"}
 
 
+def player_data(at: AppTest) -> dict:
+    """The payload the viewer sent to the heatmap player (a components.v2 element)."""
+    import json
+
+    players = [el for el in at.get("bidi_component") if el.proto.component_name == "vidviz_player"]
+    assert len(players) == 1, "the viewer shows one player"
+    return json.loads(players[0].proto.json)
+
+
+def decoded_maps(data: dict) -> np.ndarray:
+    """The payload's maps: (len(available), T', h, w) float16 -> float32."""
+    raw = np.frombuffer(base64.b64decode(data["maps"]), dtype="<f2")
+    return raw.reshape(len(data["available"]), *data["map_shape"]).astype(np.float32)
+
+
 def test_viewer_deep_link_selects_clip_and_class(backend):
     rec = backend.dataset.split("test")[3]
     at = run_page("pages/viewer.py", {"clip": rec.id, "cls": 4})
     assert at.text_input(key="vw_clip").value == rec.id
-    sel = next(s for s in at.selectbox if s.label.startswith("Target class"))
-    assert sel.value == 4
     md = [m.value for m in at.markdown]
     assert f"#### True label: {rec.template}" in md
     top = backend.predict(rec.id)
     assert any(m.startswith(f"1. {backend.classes[top[0][0]]}: {top[0][1]:.2f}") for m in md)
-    grid = [el for el in at.get("image") if len(el.proto.imgs) == backend.spec.num_frames]
-    assert grid, "no grid with one overlay per frame"
+    data = player_data(at)
+    assert data["clip"] == rec.id and data["init"]["cls"] == 4  # the URL's class, for this same clip
+    assert data["order"] == [c for c, _ in top] and data["available"] == list(range(12))  # every class, one pass
+    assert len(data["frames"]) == backend.spec.num_frames and data["map_shape"] == [16, 7, 7]
+    expl = backend.explain(rec.id, None)
+    assert np.allclose(decoded_maps(data), expl.maps, rtol=2e-3, atol=1e-6)  # the maps the backend computed
+    assert data["jet"][-3:] == [128, 0, 0] and data["jet"][:3] == [0, 0, 128]  # OpenCV's jet, as the exports
 
 
-def test_viewer_class_switch_changes_the_map(backend):
-    rec = backend.dataset.split("test")[0]
-    at = run_page("pages/viewer.py", {"clip": rec.id})
+def test_each_clip_opens_on_its_own_top_class(backend):
+    """A class chosen for one clip never carries over: Next, a typed id, or an upload open on their own top-1."""
+    ids = [r.id for r in backend.dataset.split("test")]
+    at = run_page("pages/viewer.py", {"clip": ids[0], "cls": 7})
+    assert player_data(at)["init"]["cls"] == 7
+    at.button(key="vw_next").click().run()
+    data = player_data(at)
+    assert data["clip"] == ids[1]
+    assert data["init"]["cls"] == backend.predict(ids[1])[0][0]
+    assert "cls" not in at.query_params and at.query_params["clip"] in (ids[1], [ids[1]])
+    at.text_input(key="vw_clip").set_value(ids[5]).run()
+    data = player_data(at)
+    assert data["clip"] == ids[5] and data["init"]["cls"] == backend.predict(ids[5])[0][0]
+    at.button(key="vw_prev").click().run()
+    assert player_data(at)["init"]["cls"] == backend.predict(ids[4])[0][0]
 
-    def grid_captions():
-        g = next(el for el in at.get("image") if len(el.proto.imgs) == backend.spec.num_frames)
-        return [i.caption for i in g.proto.imgs]
 
-    sel = next(s for s in at.selectbox if s.label.startswith("Target class"))
-    first = sel.value
-    before = grid_captions()
-    other = next(o for o in sel.options if not o.startswith(backend.classes[first]))
-    sel.select(other).run()
-    assert not at.exception
-    sel = next(s for s in at.selectbox if s.label.startswith("Target class"))
-    assert sel.value != first
-    assert grid_captions() != before  # the per-frame shares of the map changed
-    assert at.query_params["cls"] == [str(sel.value)] or at.query_params["cls"] == str(sel.value)
+def test_a_class_outside_the_payload_is_computed_on_request(backend):
+    rec = backend.dataset.split("test")[2]
+    top = backend.predict(rec.id)
+    last = top[-1][0]  # the least probable class: not among the top predictions sent at layer3
+    at = run_page("pages/viewer.py", {"clip": rec.id, "layer": "layer3", "cls": last})
+    data = player_data(at)
+    assert data["layer"] == "layer3" and data["init"]["cls"] == last
+    assert set(data["available"]) == {c for c, _ in top[:5]} | {last}  # the top-5, and the class the URL names
+    i = data["available"].index(last)
+    want = backend.explain(rec.id, [last], "gradcam", "layer3").map_for(last)
+    assert np.allclose(decoded_maps(data)[i], want, rtol=2e-3, atol=1e-6)
 
 
 def test_viewer_compare_and_temporal_modes(backend):

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from support import ROOT
 
-#: data -> models -> explain -> backend/jobs -> tables/render -> cli: a module imports only its own layer or lower ones.
+#: data -> models -> explain -> backend/jobs -> tables/render/player -> cli: a module imports only its own layer or
+#: lower ones.
 LAYERS = [
     ("vidviz.errors", 0), ("vidviz.config", 0), ("vidviz.runtime", 0),
     ("vidviz.data", 1), ("vidviz.models", 2), ("vidviz.explain", 3),
-    ("vidviz.backend", 4), ("vidviz.jobs", 4), ("vidviz.tables", 5), ("vidviz.render", 5), ("vidviz.cli", 6),
+    ("vidviz.backend", 4), ("vidviz.jobs", 4), ("vidviz.tables", 5), ("vidviz.render", 5), ("vidviz.player", 5),
+    ("vidviz.cli", 6),
 ]
 
 

@@ -111,9 +111,11 @@ class Backend:
     """Model + dataset + caches. ``key`` is a dataset clip id, or ``upload:<hash>`` for an uploaded file."""
 
     def __init__(self, checkpoint: str | Path, data_root: str | Path | None, device: str = "auto",
-                 cache_mb: int = 768, subset: str | Path | None = None):
+                 cache_mb: int = 768, subset: str | Path | None = None, dataset: VideoDataset | None = None):
         self.device = pick_device(device)
-        self.dataset: VideoDataset | None = open_dataset(data_root, subset) if data_root is not None else None
+        if dataset is None and data_root is not None:
+            dataset = open_dataset(data_root, subset)
+        self.dataset: VideoDataset | None = dataset  # an opened dataset may be shared (the app opens it once)
         k = len(self.dataset.classes) if self.dataset is not None and self.dataset.classes else None
         self.model = load_checkpoint(checkpoint, num_classes=k).to(self.device).eval()
         if self.dataset is not None and self.dataset.classes and list(self.dataset.classes) != list(self.model.classes):
@@ -126,6 +128,17 @@ class Backend:
         self._uploads: dict[str, Path] = {}
         self._upload_dir: Path | None = None  # made on the first upload
         self._upload_lock = threading.Lock()
+        self._warming = threading.Lock()
+        self._warm = False
+
+    def warm_up(self) -> None:
+        """Parse the dataset's box annotations in a background thread (once): off the request path of the
+        first viewer, and after the first page has painted (the parse holds the GIL for seconds)."""
+        with self._warming:
+            if self._warm or self.dataset is None or not self.dataset.has_boxes:
+                return
+            self._warm = True
+        threading.Thread(target=lambda: self.dataset.boxes, name="vidviz-boxes", daemon=True).start()
 
     # ------------------------------------------------------------ sources
     def register_upload(self, filename: str, data: bytes) -> str:

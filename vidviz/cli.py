@@ -201,18 +201,21 @@ def _quality(a) -> int:
     return 0
 
 
-BENCHES = ("model", "explain", "app", "gallery", "precompute")
+BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser")
+SCRIPTS = {"app": "app_bench.py", "browser": "browser_bench.py"}  # the others are in bench.py
 
 
 def _bench(a) -> int:
     """Benchmarks live in ``benchmarks/`` (outside the library's import graph); run them from the checkout."""
-    script = config.PROJECT_ROOT / "benchmarks" / ("app_bench.py" if a.what == "app" else "bench.py")
+    script = config.PROJECT_ROOT / "benchmarks" / SCRIPTS.get(a.what, "bench.py")
     if not script.is_file():
         raise UsageError(f"`vidviz bench` runs the scripts in a source checkout's benchmarks/ folder; none at {script}")
-    cmd = [sys.executable, str(script), *([] if a.what == "app" else [a.what]), "--data", a.data,
+    cmd = [sys.executable, str(script), *([] if a.what in SCRIPTS else [a.what]), "--data", a.data,
            "--checkpoint", a.checkpoint]
     if a.what == "app":
         cmd += ["--clip", a.clip] if a.clip else []
+    elif a.what == "browser":
+        cmd += ["--repeat", str(max(a.repeat, 30))]
     else:
         cmd += ["--repeat", str(a.repeat), "--clips", str(a.clips), "--workers", str(a.workers)]
     return subprocess.run(cmd).returncode

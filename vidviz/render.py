@@ -13,15 +13,7 @@ import cv2
 import numpy as np
 
 from vidviz.data.video import write_video
-from vidviz.explain.cam import normalise, upsample
 from vidviz.explain.temporal import importance_curve
-
-
-def app_icon(size: int = 32) -> np.ndarray:
-    """The app's page icon: a jet heatmap blob, made here so the browser never fetches an icon from outside."""
-    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
-    blob = np.exp(-((xx - 0.55) ** 2 + (yy - 0.45) ** 2) / 0.08)  # (size, size) in [0, 1]
-    return jet(blob.astype(np.float32))  # (size, size, 3) uint8
 
 
 def format_top(top: list[tuple[int, float]], classes: list[str], k: int = 5) -> list[str]:
@@ -109,6 +101,8 @@ def preview_strip(frames: np.ndarray, raw: np.ndarray | None, every: int = 4, al
 
     frames: uint8 (T, S0, S0, 3). Returns (S0, n*S0, 3).
     """
+    from vidviz.explain.cam import normalise, upsample  # torch: only for a page that shows maps
+
     shown = frames[::every]  # (n, S0, S0, 3)
     if raw is not None:
         up = normalise(upsample(raw, frames.shape[:3]))[::every]  # (n, S0, S0) in [0, 1]

@@ -20,10 +20,15 @@ import ctypes.util
 import functools
 import os
 import platform
-
-import torch
+from typing import TYPE_CHECKING
 
 from vidviz.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: app.py calls tune_allocator() before any
+# page has imported torch, so that the first page can paint while torch loads.
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest allowed value on 64-bit
@@ -32,6 +37,8 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 def pick_device(name: str | None = None) -> torch.device:
     """``cuda`` when present (or asked for), else ``cpu``; a device that cannot be used is a :class:`UsageError`."""
+    import torch
+
     if not name or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -50,6 +57,8 @@ def dist_info() -> tuple[int, int]:
 
 def init_distributed() -> tuple[int, int]:
     """Join torchrun's process group once (nccl on GPU, gloo on CPU); returns (rank, world size)."""
+    import torch
+
     rank, world = dist_info()
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -58,6 +67,8 @@ def init_distributed() -> tuple[int, int]:
 
 def barrier() -> None:
     """Wait for every rank (no-op outside torchrun)."""
+    import torch
+
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,12 +67,33 @@ class VideoDataset:
     classes: list[str]  # index -> class name (template)
     records: list[ClipRecord]
     problems: list[tuple[str, str]] = field(default_factory=list)  # (file or id, reason)
-    boxes: dict[str, list[list[Box]]] = field(default_factory=dict)  # id -> per source frame
     windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> action window
+    box_files: list[Path] = field(default_factory=list)  # Something-Else box files, parsed on first use of boxes
+    _boxes: dict[str, list[list[Box]]] | None = field(default=None, repr=False)
     _by_id: dict[str, ClipRecord] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         self._by_id = {r.id: r for r in self.records}
+
+    @property
+    def boxes(self) -> dict[str, list[list[Box]]]:
+        """id -> boxes per source frame, parsed on first use (Something-Else files take seconds to parse)."""
+        with self._lock:
+            if self._boxes is None:
+                boxes: dict[str, list[list[Box]]] = {}
+                for f in self.box_files:
+                    try:
+                        boxes.update(parse_something_else(read_json(f), f))
+                    except VidvizError as err:
+                        self.problems.append((str(f), str(err)))
+                self._boxes = boxes
+            return self._boxes
+
+    @property
+    def has_boxes(self) -> bool:
+        """Whether box annotations are present (without parsing them)."""
+        return bool(self.box_files)
 
     @property
     def name(self) -> str:
@@ -297,12 +319,7 @@ def read_folder(root: str | Path) -> VideoDataset:
 
 def _attach_annotations(ds: VideoDataset) -> None:
     ann = ds.root / "annotations"
-    for f in sorted(ann.glob("bounding_box*.json")) if ann.is_dir() else []:
-        try:
-            data = read_json(f)
-            ds.boxes.update(parse_something_else(data, f))
-        except VidvizError as err:
-            ds.problems.append((str(f), str(err)))
+    ds.box_files = sorted(ann.glob("bounding_box*.json")) if ann.is_dir() else []
     wf = ann / "action_windows.json"
     if wf.is_file():
         try:

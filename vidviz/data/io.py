@@ -1,7 +1,8 @@
-"""Small file helpers: atomic writes, safe JSON reads, paths that stay inside a root."""
+"""Small file helpers: atomic writes, safe JSON reads, paths that stay inside a root, file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -62,3 +63,12 @@ def check_id(clip_id: str, source: str | Path) -> str:
     if not _SAFE_ID.match(cid) or ".." in cid:
         raise UnsafePathError(f"clip id {cid!r} is not a plain name and would leave the dataset root", source)
     return cid
+
+
+def file_hash(path: str | Path) -> str:
+    """First 16 hex digits of the file's SHA-256 (keys stores to the exact checkpoint)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

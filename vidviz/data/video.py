@@ -24,9 +24,16 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a clip becomes a tensor (standardise, to_tensor): reading datasets and
+# decoding frames for display (the dataset browser's first paint) never loads it.
 
 from vidviz.errors import InputTooLargeError, VideoError  # noqa: E402
 
@@ -271,6 +278,8 @@ def standardise(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     The one place frames become model input: decoding (:func:`to_tensor`), training
     augmentation and evaluation all go through it.
     """
+    import torch
+
     mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
     std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
     return (x - mean) / std  # (..., 3, T, H, W)
@@ -278,6 +287,8 @@ def standardise(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 
 def to_tensor(frames: np.ndarray, spec: InputSpec) -> torch.Tensor:
     """uint8 (T, S0, S0, 3) square frames -> normalised float (3, T, S, S)."""
+    import torch
+
     x = resize_frames(frames, spec.size)  # (T, S, S, 3)
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2).float().div_(255.0)  # (3, T, S, S)
     return standardise(t, spec).contiguous()  # (3, T, S, S)

@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from vidviz.models.resnet3d import VideoClassifier
+if TYPE_CHECKING:
+    import torch
+
+    from vidviz.models.resnet3d import VideoClassifier
 
 
 def importance_curve(cam: np.ndarray, num_frames: int | None = None) -> np.ndarray:
@@ -43,9 +46,17 @@ class TemporalReport:
         return min(self.reverse, self.shuffle) <= -0.1
 
 
-@torch.no_grad()
 def perturbation_tests(model: VideoClassifier, x: torch.Tensor, target: int, seed: int = 0, batch: int = 8) -> TemporalReport:
     """x: (1, 3, T, H, W) normalised clip. One batched pass over T + 4 variants."""
+    import torch
+
+    with torch.no_grad():
+        return _perturbation_tests(model, x, target, seed, batch)
+
+
+def _perturbation_tests(model: VideoClassifier, x: torch.Tensor, target: int, seed: int, batch: int) -> TemporalReport:
+    import torch
+
     t = x.shape[2]
     perm = torch.randperm(t, generator=torch.Generator().manual_seed(seed))
     variants = [x[0], x[0].flip(1), x[0][:, :1].expand_as(x[0]), x[0][:, perm]]  # each (3, T, H, W)

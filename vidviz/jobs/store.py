@@ -26,20 +26,23 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from vidviz import config
 from vidviz.data.datasets import VideoDataset
 from vidviz.data.io import atomic_write_bytes, atomic_write_json
-from vidviz.data.loader import iterate_batches
 from vidviz.errors import StoreError
-from vidviz.explain.cam import forward_cams
 from vidviz.explain.temporal import importance_curve
-from vidviz.models.resnet3d import VideoClassifier
 from vidviz.runtime import barrier, dist_info, pick_device
+
+if TYPE_CHECKING:
+    from vidviz.models.resnet3d import VideoClassifier
+
+# torch is imported by precompute() alone: opening a store (the gallery, the browser's prediction
+# columns) never loads it.
 
 CASES = ("positive", "medium", "negative")
 PART_SIZE = 64
@@ -208,7 +211,6 @@ def open_store_for(backend, split: str, root: str | Path | None = None) -> Store
     return open_store(d, backend.checkpoint_hash, ds.fingerprint())
 
 
-@torch.no_grad()
 def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,
                batch_size: int = 8, workers: int = 2, device: str = "auto", progress=None,
                min_confidence: float | None = None, max_parts: int | None = None, part_size: int = PART_SIZE) -> Path:
@@ -217,6 +219,11 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     ``progress(done_clips, total_clips)`` is called as parts finish. ``max_parts`` stops early
     (for tests that simulate a crash).
     """
+    import torch
+
+    from vidviz.data.loader import iterate_batches
+    from vidviz.explain.cam import forward_cams  # runs under no_grad
+
     recs = ds.split(split)
     if not recs:
         raise StoreError(f"split {split!r} has no clips", ds.root)

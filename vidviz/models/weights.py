@@ -7,12 +7,12 @@ model with the one report of :func:`mismatch_error` (missing, unexpected and mis
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 
 import torch
 
+from vidviz.data.io import file_hash  # noqa: F401  (re-exported: checkpoints hash their files)
 from vidviz.errors import CheckpointError
 
 
@@ -63,12 +63,3 @@ def load_state_strict(model: torch.nn.Module, state: dict, source: str | Path, w
     if err is not None:
         raise err
     model.load_state_dict(state, strict=True)
-
-
-def file_hash(path: str | Path) -> str:
-    """First 16 hex digits of the file's SHA-256 (keys stores to the exact checkpoint)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 from functools import cache
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,17 +31,10 @@ from vidviz.data.video import resize_frames
 from vidviz.explain.cam import one_pass_applies
 from vidviz.render import jet
 
-ASSETS = Path(__file__).resolve().parent
 #: Largest side of the frames sent to the browser (a 4K upload is shown at this size).
 MAX_SIDE = 320
 #: Classes explained off the one-pass path (other layers, other methods): the top predictions.
 TOP_AVAILABLE = 5
-
-
-@cache
-def player_assets() -> dict[str, str]:
-    """The player's HTML, CSS and JavaScript (files in this folder), read once."""
-    return {kind: (ASSETS / f"player.{kind}").read_text(encoding="utf-8") for kind in ("html", "css", "js")}
 
 
 @cache

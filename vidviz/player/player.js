@@ -140,6 +140,7 @@ export default function (component) {
     sel.appendChild(o);
   }
   frameIn.max = String(T);
+  root.dataset.fps = String(data.fps);
   strip.innerHTML = "";
   const thumbs = [];
   for (let t = 0; t < T; t++) {
@@ -197,23 +198,28 @@ export default function (component) {
     $("vv-bar-max").textContent = state.norm === "frame" ? "frame max" : `max ${cur.max.toExponential(2)}`;
   };
 
-  // Mark what was painted once the browser has painted it (the tests and the benchmark wait on these).
-  const painted = () => requestAnimationFrame(() => {
+  // Mark what is drawn: the canvas holds it now and the browser paints it at its next frame
+  // (the tests and the benchmark read these, then wait one animation frame for the paint).
+  const painted = () => {
     root.dataset.class = String(state.cls);
     root.dataset.frame = String(state.frame);
     root.dataset.alpha = String(state.alpha);
     root.dataset.norm = state.norm;
     if (playing) paints.push(performance.now());
-  });
+  };
 
   // ---------------------------------------------------------------- state -> URL (no script run)
   const syncUrl = () => {
     STATES.set(viewKey, { ...state });
     if (!data.clip) return; // an upload cannot be linked to
-    const u = new URL(window.location.href), q = u.searchParams;
-    const want = { clip: data.clip, cls: String(state.cls), frame: String(state.frame), alpha: state.alpha.toFixed(2),
-                   norm: state.norm, gt: state.gt ? "1" : "0" };
     let changed = false;
+    const u = new URL(window.location.href), q = u.searchParams;
+    // A link to the app's root path that names the page: it reopens this view without the failed
+    // probes Streamlit's client makes for a sub-path (/viewer/_stcore/...).
+    const rootPath = u.pathname.replace(/viewer\/?$/, "");
+    if (rootPath !== u.pathname) { u.pathname = rootPath; changed = true; }
+    const want = { page: "viewer", clip: data.clip, cls: String(state.cls), frame: String(state.frame), alpha: state.alpha.toFixed(2),
+                   norm: state.norm, gt: state.gt ? "1" : "0" };
     for (const [k, v] of Object.entries(want)) if (q.get(k) !== v) { q.set(k, v); changed = true; }
     if (changed) window.history.replaceState(window.history.state, "", u.toString());
   };
@@ -289,6 +295,10 @@ export default function (component) {
     sel.value = String(state.cls); alphaIn.value = String(state.alpha); normIn.value = state.norm; gtIn.checked = state.gt;
     cur = classView(state.cls);
     redrawAll();
+    // Streamlit may still rewrite the address bar from its own copy of the parameters (a page switch
+    // that is settling): write the player's state again once that has happened.
+    setTimeout(syncUrl, 300);
+    setTimeout(syncUrl, 1500);
   });
   return () => pause();
 }
