@@ -17,16 +17,18 @@ with ui.plain_errors():
     df = clip_table(str(ds.root), ds.fingerprint())
     store_preds = ui.stored_predictions(ds, ui.split())
     c1, c2, c3 = st.columns([3, 2, 1])
-    chosen = c1.multiselect("Classes", ds.classes, key="br_classes", placeholder="All classes")
-    text = c2.text_input("Search id, label or object", key="br_text", placeholder="e.g. red cube")
-    size = c3.selectbox("Rows per page", [25, 50, 100], index=1, key="br_size")
+    chosen = c1.multiselect("Classes", ds.classes, key="br_classes", placeholder="All classes", bind="query-params")
+    text = c2.text_input("Search id, label or object", key="br_text", placeholder="e.g. red cube", bind="query-params")
+    size = c3.selectbox("Rows per page", [25, 50, 100], index=1, key="br_size", bind="query-params")
     rows = tables.filter_table(df, chosen, ui.split(), text)
     pages = tables.page_count(len(rows), size)
-    page_no = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="br_page")
+    page_no = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="br_page",
+                              bind="query-params")
     page = tables.with_video_info(tables.page_of(rows, page_no, size), ds)
-    if store_preds is not None:
-        page = page.merge(store_preds, on="id", how="left")
-    st.caption(f"{len(rows)} of {len(df)} clips match. Click a row to preview it.")
+    page = tables.with_predictions(page, store_preds)
+    n_split = int((df["split"] == ui.split()).sum()) if ui.split() != "all" else len(df)
+    st.caption(f"{len(rows)} of the {n_split} clips of the **{ui.split()}** split match ({len(df)} in the dataset). "
+               "Click a row to preview it.")
     event = st.dataframe(page.drop(columns=["label_index"]), hide_index=True, on_select="rerun",
                          selection_mode="single-row", key="br_table", width="stretch")
     selected = event.selection.rows if event is not None else []

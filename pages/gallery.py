@@ -26,23 +26,32 @@ with ui.plain_errors():
             st.rerun()
         st.stop()
 
-    counts = st_.counts()
-    k = st_.meta["k"]
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Positive (top-1 correct)", counts["positive"])
-    m2.metric(f"Medium (true class ranked 2-{k})", counts["medium"])
-    m3.metric(f"Negative (true class below {k})", counts["negative"])
-    m4.metric("Clips", len(st_.table))
-
     classes = st_.classes
     opts = [None, *range(len(classes))]
+    k = st_.meta["k"]
+
+    def _drill(true_idx: int, pred_idx: int) -> None:  # a pair or a matrix cell: show exactly those clips
+        st.session_state.ga_true, st.session_state.ga_pred = int(true_idx), int(pred_idx)
+        n = tables.case_counts(st_.table, int(true_idx), int(pred_idx))
+        st.session_state.ga_case = next((c for c in store.CASES if n[c]), "positive")
+        st.session_state.ga_page = 1
+
     c1, c2, c3, c4 = st.columns([3, 3, 2, 1])
-    sort = c3.selectbox("Sort by", list(tables.SORTS), key="ga_sort",
-                        help="confidence: most confident first; margin: closest calls first; entropy: most uncertain first")
-    per_page = c4.selectbox("Per page", [6, 12, 24], index=1, key="ga_per_page")
-    true_cls = c1.selectbox("True class", opts, key="ga_true", format_func=lambda c: "any" if c is None else classes[c])
-    pred_cls = c2.selectbox("Predicted class", opts, key="ga_pred",
+    true_cls = c1.selectbox("True class", opts, key="ga_true", bind="query-params",
                             format_func=lambda c: "any" if c is None else classes[c])
+    pred_cls = c2.selectbox("Predicted class", opts, key="ga_pred", bind="query-params",
+                            format_func=lambda c: "any" if c is None else classes[c])
+    sort = c3.selectbox("Sort by", list(tables.SORTS), key="ga_sort", bind="query-params",
+                        help="confidence: most confident first; margin: closest calls first; entropy: most uncertain first")
+    per_page = c4.selectbox("Per page", [6, 12, 24], index=1, key="ga_per_page", bind="query-params")
+    counts = tables.case_counts(st_.table, true_cls, pred_cls)  # the cases of the clips these filters keep
+    names = {"positive": "Positive", "medium": "Medium", "negative": "Negative"}
+    filtered = " with these filters" if true_cls is not None or pred_cls is not None else ""
+    case = st.segmented_control("Case", list(store.CASES), default="positive", key="ga_case", bind="query-params",
+                                format_func=names.get, required=True)
+    st.caption(f"{sum(counts.values())} of {len(st_.table)} clips{filtered}: **{counts['positive']} positive** "
+               f"(top-1 correct), **{counts['medium']} medium** (true class ranked 2-{k}), "
+               f"**{counts['negative']} negative** (true class below {k}).")
 
     @st.cache_data(max_entries=512, show_spinner=False)
     def strip(store_path: str, clip_id: str, row: int, cls: int, _maps: np.ndarray | None) -> np.ndarray:
@@ -59,37 +68,42 @@ with ui.plain_errors():
             top = store.topk_of(row, 2)
             st.markdown(f"**True label: {row.true_name}**  \n"
                         + "  \n".join(f"{n}. {classes[c]}: {p:.2f}" for n, (c, p) in enumerate(top, 1)))
-            st.caption(f"clip {row.id} · true class ranked {row.true_rank} · margin {row.margin:.2f}")
+            st.caption(f"clip {row.id} · heatmap: {classes[int(row.pred)]} (the prediction) · "
+                       f"true class ranked {row.true_rank} · margin {row.margin:.2f}")
             if st.button("Open in viewer", key=f"ga_open_{row.id}"):
                 ui.open_in_viewer(str(row.id), int(row.pred))
 
-    tabs = st.tabs([f"Positive ({counts['positive']})", f"Medium ({counts['medium']})",
-                    f"Negative ({counts['negative']})"])
-    for tab, case in zip(tabs, store.CASES, strict=True):
-        with tab:
-            rows = tables.select(st_.table, case, sort, true_cls, pred_cls)
-            if rows.empty:
-                st.info("No clip in this case with these filters.")
-                continue
-            pages = tables.page_count(len(rows), per_page)
-            page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"ga_page_{case}")
-            chunk = tables.page_of(rows, page, per_page)
-            cols = st.columns(3)
-            for i, row in enumerate(chunk.itertuples()):
-                with cols[i % 3]:
-                    card(row)
+    rows = tables.select(st_.table, case, sort, true_cls, pred_cls)
+    if rows.empty:
+        st.info("No clip in this case with these filters.")
+    else:
+        pages = tables.page_count(len(rows), per_page)
+        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="ga_page", bind="query-params")
+        cols = st.columns(3)
+        for i, row in enumerate(tables.page_of(rows, page, per_page).itertuples()):
+            with cols[i % 3]:
+                card(row)
 
     st.subheader("Where the model confuses classes")
     conf = st_.confusion()
-    left, right = st.columns([3, 2])
-    left.plotly_chart(render.confusion_figure(conf, classes), key="ga_conf", width="stretch")
+    st.caption("Select a cell of the confusion matrix, or a row of the most confused pairs, to show exactly "
+               "those clips above. Column numbers are predicted classes; hover a header for its name.")
     pairs = tables.confused_pairs(conf, classes)
-    with right:
-        st.caption("Most confused pairs: select a row to show those clips above.")
-        ev = st.dataframe(pairs.drop(columns=["true_idx", "pred_idx"]), hide_index=True, on_select="rerun",
-                          selection_mode="single-row", key="ga_pairs", width="stretch")
-        if ev is not None and ev.selection.rows:
-            sel = pairs.iloc[ev.selection.rows[0]]
-            if (st.session_state.get("ga_true"), st.session_state.get("ga_pred")) != (int(sel.true_idx), int(sel.pred_idx)):
-                st.session_state.ga_true, st.session_state.ga_pred = int(sel.true_idx), int(sel.pred_idx)
-                st.rerun()
+
+    def _cell_selected():
+        cells = st.session_state.ga_conf.selection.cells
+        if cells:
+            _drill(int(cells[0][0]), int(cells[0][1]))
+
+    def _pair_selected():
+        rows_ = st.session_state.ga_pairs.selection.rows
+        if rows_:
+            _drill(*pairs.iloc[rows_[0]][["true_idx", "pred_idx"]])
+
+    st.dataframe(render.confusion_table(conf, classes), key="ga_conf", selection_mode="single-cell",
+                 on_select=_cell_selected, height=min(35 * len(classes) + 40, 700),
+                 column_config={str(j): st.column_config.NumberColumn(str(j), help=c, width=40)
+                                for j, c in enumerate(classes)})
+    st.markdown("**Most confused pairs**")
+    st.dataframe(pairs.drop(columns=["true_idx", "pred_idx"]), hide_index=True, selection_mode="single-row",
+                 key="ga_pairs", width="stretch", on_select=_pair_selected)

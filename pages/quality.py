@@ -6,7 +6,7 @@ import streamlit as st
 import ui
 from vidviz import render
 from vidviz.jobs import store
-from vidviz.jobs.quality import METRICS, run_quality, summary_wide
+from vidviz.jobs.quality import METRIC_INFO, METRICS, run_quality, summary_by_metric
 
 b = ui.backend()
 ds = b.dataset
@@ -15,35 +15,48 @@ out = store.store_dir(ds, b.checkpoint_hash, split)
 
 with ui.plain_errors():
     summary_path, clips_path = out / "quality.csv", out / "quality_clips.csv"
-    if not summary_path.is_file():
-        if not ds.has_boxes:
-            st.info("This dataset has no ground-truth boxes (Something-Else format) to score against; "
-                    "the randomisation sanity check still runs.")
-        st.warning(f"No saliency-quality scores for the **{split}** split with this checkpoint yet.")
-        n = st.number_input("Clips to score (0 = all)", 0, len(ds.split(split)), min(24, len(ds.split(split))),
-                            key="qa_n", help="Each clip costs a few dozen forward passes (deletion/insertion).")
-        if st.button("Score Grad-CAM and Grad-CAM++ against the baselines", type="primary", key="qa_run"):
+    have = summary_path.is_file()
+    labelled = len([r for r in ds.split(split) if r.label is not None])
+    if not ds.has_boxes:
+        st.info("This dataset has no ground-truth boxes (Something-Else format) to score against; "
+                "the temporal, deletion/insertion and randomisation checks still run.")
+    with st.expander("Score this split" + (" again, or more of it" if have else ""), expanded=not have):
+        if not have:
+            st.warning(f"No saliency-quality scores for the **{split}** split with this checkpoint yet.")
+        n = st.number_input(f"Clips to score (0 = the whole split: {labelled} labelled clips)", 0, labelled, 0,
+                            key="qa_n", bind="query-params",
+                            help="Each clip costs a few dozen forward passes (deletion/insertion). "
+                                 "Clips scored before are kept; the run resumes where it stopped.")
+        if st.button("Score Grad-CAM and Grad-CAM++ against the random, centre and motion baselines", type="primary",
+                     key="qa_run"):
             bar = st.progress(0.0, text="Scoring...")
             run_quality(b, split, out, ["gradcam", "gradcam++"], int(n) or None,
-                        progress=lambda d, t: bar.progress(d / max(t, 1), text=f"{d}/{t} clips"))
+                        progress=lambda d, t: bar.progress(d / max(t, 1), text=f"Scoring: {d}/{t} clips"))
             st.rerun()
+    if not have:
         st.stop()
 
     summary = pd.read_csv(summary_path)
     clips = pd.read_csv(clips_path)
-    st.caption(f"{clips['clip'].nunique()} clips of **{split}**; target: the true class. Mean ± 95% CI. "
-               "Higher is better, except deletion AUCs and the randomisation correlation (lower is better).")
-    st.dataframe(summary_wide(summary), key="qa_summary", width="stretch")
+    scored = clips["clip"].nunique()
+    st.markdown(f"**{scored} of {labelled} labelled clips** of the **{split}** split scored; target: the true "
+                "class. Each cell: mean ± 95% confidence interval (number of clips it comes from).")
+    st.dataframe(summary_by_metric(summary), key="qa_summary", width="stretch",
+                 column_config={"definition": st.column_config.TextColumn("definition", width="large")})
 
-    metric = st.selectbox("Metric", list(METRICS), key="qa_metric")
-    st.plotly_chart(render.quality_figure(summary, metric), key="qa_bar", width="stretch")
+    metric = st.selectbox("Metric", list(METRICS), key="qa_metric", bind="query-params",
+                          format_func=lambda m: METRIC_INFO[m][0])
+    st.plotly_chart(render.quality_figure(summary, metric, METRIC_INFO[metric][0]), key="qa_bar", width="stretch")
+    st.caption(METRIC_INFO[metric][1])
 
-    by = st.radio("Break down by", ["case", "label"], horizontal=True, key="qa_by")
+    by = st.radio("Break down by", ["case", "label"], horizontal=True, key="qa_by", bind="query-params")
     table = clips.pivot_table(index=by, columns="method", values=metric, aggfunc="mean").round(3)
     st.dataframe(table, key="qa_breakdown", width="stretch")
 
     st.subheader("Per clip")
-    method = st.selectbox("Method", sorted(clips["method"].unique()), key="qa_method")
+    methods = sorted(clips["method"].unique())
+    method = st.selectbox("Method", methods, index=methods.index("gradcam") if "gradcam" in methods else 0,
+                          key="qa_method", bind="query-params")
     per = clips[clips["method"] == method][["clip", "label", "case", *METRICS]].reset_index(drop=True)
     ev = st.dataframe(per, hide_index=True, on_select="rerun", selection_mode="single-row", key="qa_clips",
                       width="stretch")

@@ -13,10 +13,6 @@ qp = st.query_params
 VIDEO_TYPES = ["webm", "mp4", "avi", "mkv", "mov", "m4v"]
 
 
-def _param(name):
-    return lambda: ui.set_param(name, st.session_state[f"vw_{name}"])
-
-
 def _show_clip(clip_id: str | None) -> None:
     """Any change of clip opens a new view on that clip's own top class: the player's parameters go."""
     for k in ("clip", *ui.PLAYER_PARAMS):
@@ -75,12 +71,8 @@ with ui.plain_errors():
             st.caption("An uploaded video (not linked in the URL).")
     with head_r:
         m1, m2 = st.columns(2)
-        method = m1.selectbox("Method", METHODS, index=METHODS.index(qp.get("method", "gradcam"))
-                              if qp.get("method", "gradcam") in METHODS else 0, key="vw_method", on_change=_param("method"))
-        layers = b.model.layer_names[::-1]
-        layer = m2.selectbox("Layer (last block first)", layers,
-                             index=layers.index(qp.get("layer")) if qp.get("layer") in layers else 0,
-                             key="vw_layer", on_change=_param("layer"))
+        method = m1.selectbox("Method", METHODS, key="method", bind="query-params")
+        layer = m2.selectbox("Layer (last block first)", b.model.layer_names[::-1], key="layer", bind="query-params")
         st.caption("Heatmaps show the method's map of the target class **logit** (pre-softmax); red = intense. "
                    "Pick the class, frame, opacity and normalisation in the player: it answers in the browser.")
 
@@ -107,7 +99,7 @@ with ui.plain_errors():
                        index=order.index(init["cls"]), key=f"vw_below_{st.session_state.vw_view}",
                        format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})")
 
-    if st.toggle("Compare two classes", key="vw_compare"):
+    if st.toggle("Compare two classes", key="compare", bind="query-params"):
         true_idx = rec.label if rec is not None else None
         a_default = true_idx if true_idx is not None else top[0][0]
         b_default = top[0][0] if top[0][0] != a_default else top[1][0]
@@ -129,7 +121,8 @@ with ui.plain_errors():
         st.image(list(render.signed_overlay(frames, diff)), width=80, caption=[str(i + 1) for i in range(T)],
                  output_format="JPEG")
 
-    if st.toggle("Temporal perturbation tests (reverse, freeze, shuffle, blank each frame)", key="vw_temporal"):
+    if st.toggle("Temporal perturbation tests (reverse, freeze, shuffle, blank each frame)", key="temporal",
+                 bind="query-params"):
         rep = b.temporal(key, cls)
         st.markdown(f"p({b.classes[cls]}) on the clip as it is: **{rep.base_prob:.2f}**. "
                     + ("The prediction **depends on the order of frames**." if rep.order_matters

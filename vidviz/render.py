@@ -221,14 +221,23 @@ def histogram_figure(counts: dict[str, int], title: str = "Clips per class"):
     return fig
 
 
-def confusion_figure(conf: np.ndarray, classes: Sequence[str], title: str = "Confusion matrix (rows: true)"):
-    import plotly.graph_objects as go
+def confusion_table(conf: np.ndarray, classes: Sequence[str]):
+    """The confusion matrix as a shaded table (a pandas Styler): rows ``i: true class``, columns predicted class
+    indices; readable from 12 to 174 classes, and each cell selectable (the gallery drills down on a click)."""
+    import pandas as pd
 
-    short = [c if len(c) <= 40 else c[:37] + "..." for c in classes]
-    fig = go.Figure(go.Heatmap(z=conf, x=short, y=short, colorscale="Reds", hovertemplate="true %{y}<br>predicted %{x}<br>%{z} clips<extra></extra>"))
-    fig.update_layout(title=title, height=max(400, 22 * len(classes) + 200), margin=dict(l=10, r=10, t=40, b=10),
-                      yaxis=dict(autorange="reversed"))
-    return fig
+    k = len(classes)
+    short = [c if len(c) <= 30 else c[:29] + "…" for c in classes]
+    df = pd.DataFrame(conf, index=[f"{i}: {c}" for i, c in enumerate(short)], columns=[str(j) for j in range(k)])
+    df.index.name = "true \\ predicted"
+    top = max(int(conf.max()), 1)
+
+    def shade(v):  # white to red, darker with more clips; white text on the darkest cells
+        a = v / top
+        return (f"background-color: rgba(200, 30, 30, {0.08 + 0.85 * a:.2f}); color: {'white' if a > 0.6 else 'black'}"
+                if v else "color: #bbb")
+
+    return df.style.map(shade)
 
 
 def temporal_figure(blank: np.ndarray, title: str = "Blanking one frame: change in target probability"):

@@ -75,6 +75,15 @@ def with_video_info(page: pd.DataFrame, ds: VideoDataset, fps_default: float = 1
     return out
 
 
+def with_predictions(page: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.DataFrame:
+    """Merge a store's prediction columns into a page of clips, right after the label (so they are in view)."""
+    if predictions is None:
+        return page
+    out = page.merge(predictions, on="id", how="left")
+    first = [c for c in ("id", "label", "prediction", "p", "case") if c in out.columns]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
 def class_counts(df: pd.DataFrame) -> dict[str, int]:
     vc = df["label"].fillna("(no label)").value_counts()
     return {str(k): int(v) for k, v in vc.items()}
@@ -114,3 +123,14 @@ def confused_pairs(conf: np.ndarray, classes: list[str], top: int = 20) -> pd.Da
                          "clips": c[t, p][keep],
                          "share of true class": np.round(c[t, p][keep] / np.maximum(row_tot[t[keep]], 1), 3),
                          "true_idx": t[keep], "pred_idx": p[keep]})
+
+
+def case_counts(table: pd.DataFrame, true_cls: int | None = None, pred_cls: int | None = None) -> dict[str, int]:
+    """Clips of each case among those of ``true_cls`` and ``pred_cls`` (None: any)."""
+    mask = np.ones(len(table), dtype=bool)
+    if true_cls is not None:
+        mask &= (table["label"] == true_cls).to_numpy()
+    if pred_cls is not None:
+        mask &= (table["pred"] == pred_cls).to_numpy()
+    vc = table["case"][mask].value_counts()
+    return {c: int(vc.get(c, 0)) for c in ("positive", "medium", "negative")}

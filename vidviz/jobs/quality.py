@@ -27,6 +27,20 @@ METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "
            "deletion", "insertion", "deletion_frames")
 HIGHER_IS_BETTER = {m: m not in ("deletion", "deletion_frames", "randomisation_rho") for m in (*METRICS, "randomisation_rho")}
 DIRECTIONS = "higher is better except deletion, deletion_frames and randomisation_rho (lower is better)"
+#: metric -> (name, one-sentence definition). Every figure is scored against the clip's true class.
+METRIC_INFO = {
+    "pointing_object": ("Pointing, object", "Share of frames whose map peak lies inside the acted-on object's box."),
+    "energy_object": ("Energy in object box", "Share of the map's positive mass inside the object's box, per frame."),
+    "pointing_hand": ("Pointing, hand", "Share of frames whose map peak lies inside the hand's box."),
+    "energy_hand": ("Energy in hand box", "Share of the map's positive mass inside the hand's box, per frame."),
+    "temporal_share": ("Temporal share in action", "Share of the per-frame importance that falls inside the action window."),
+    "temporal_peak": ("Temporal peak in action", "Share of clips whose most important frame lies inside the action window."),
+    "deletion": ("Deletion AUC", "Mean class probability while the most salient voxels are blurred away first."),
+    "insertion": ("Insertion AUC", "Mean class probability while the most salient voxels are restored first."),
+    "deletion_frames": ("Frame deletion AUC", "Mean class probability while whole frames are blurred, most important first."),
+    "randomisation_rho": ("Randomisation rho", "Rank correlation of the map with the map of a fully randomised model "
+                                                "(an explanation that ignores the model stays near 1)."),
+}
 
 
 def _boxes(per_frame, role: str, offset: tuple[int, int]):
@@ -175,3 +189,23 @@ def summary_wide(summary: pd.DataFrame) -> pd.DataFrame:
     return s.pivot(index="method", columns="metric", values="value").reindex(
         columns=[m for m in (*METRICS, "randomisation_rho") if m in set(s["metric"])])
 
+
+def summary_by_metric(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per metric (name, better, definition), one column per method: ``mean ± ci (n)``; '-' where not scored."""
+    methods = list(dict.fromkeys(summary["method"]))
+    rows = []
+    for metric in (*METRICS, "randomisation_rho"):
+        sub = summary[summary["metric"] == metric].set_index("method")
+        if sub.empty:
+            continue
+        name, definition = METRIC_INFO[metric]
+        row = {"metric": name, "better": "higher" if HIGHER_IS_BETTER[metric] else "lower"}
+        for m in methods:
+            if m in sub.index and int(sub.loc[m, "n"]) > 0:
+                mean, ci, n = float(sub.loc[m, "mean"]), float(sub.loc[m, "ci95"]), int(sub.loc[m, "n"])
+                row[m] = f"{mean:.3f} ± {ci:.3f} ({n})" if np.isfinite(ci) else f"{mean:.3f} ({n})"
+            else:
+                row[m] = "-"
+        row["definition"] = definition
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
