@@ -25,10 +25,11 @@ PAGES = {  # url path: (file, title, icon)
 home = ui.home_page(list(PAGES))
 page = st.navigation([st.Page(f, title=t, icon=i, url_path=name, default=name == home)
                       for name, (f, t, i) in PAGES.items()])
-st.title(page.title)
-ui.ensure_default_dataset()
-ui.sidebar_pickers()
-try:
-    page.run()
-finally:
-    ui.sidebar_status()
+with ui.app_run():
+    st.title(page.title)
+    ui.ensure_default_dataset()
+    ui.sidebar_pickers()
+    try:
+        page.run()
+    finally:
+        ui.sidebar_status()

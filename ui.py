@@ -7,6 +7,7 @@ calling :mod:`vidviz`; the library never imports streamlit.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,7 +98,6 @@ def chosen() -> tuple[Path, Path]:
 
 def dataset():
     """The chosen dataset, opened without loading the model (the browser's first paint needs no more)."""
-    _leave_legacy_multipage_mode()
     try:
         return get_dataset(str(chosen()[0]))
     except VidvizError as e:
@@ -156,24 +156,41 @@ def set_param(name: str, value) -> None:
     st.query_params[name] = str(value)
 
 
-def _leave_legacy_multipage_mode() -> None:
-    """Run every page through app.py's ``st.navigation``, deep links included.
+_APP = threading.local()  # whether app.py is running in this thread's script run
 
-    Streamlit keeps its legacy multipage mode (run ``pages/<name>.py`` alone) until a script
-    calls ``st.navigation`` in the server process. So when a deep link such as ``/viewer?clip=..``
-    is a fresh server's first request, the page would run without app.py: no sidebar pickers,
-    no page layout, the legacy page list. Turn that mode off and run again, through app.py.
+
+@contextmanager
+def app_run():
+    """Wraps app.py's page run: marks this script run as one that went through app.py."""
+    _APP.running = True
+    try:
+        yield
+    finally:
+        _APP.running = False
+
+
+def run_through_app() -> None:
+    """Make sure this page runs inside app.py (its navigation, title and sidebar); every page calls this first.
+
+    Streamlit keeps its legacy multipage mode (run ``pages/<name>.py`` alone) while it believes
+    no script calls ``st.navigation``: in a fresh server process until app.py has run once (so for a
+    deep link such as ``/viewer?clip=..`` that is the process's first request), and in every run of
+    ``streamlit.testing.v1.AppTest``. A page run that way runs app.py here, in the same script run
+    (no rerun, so a button's click is kept), and stops its own copy.
     """
+    if getattr(_APP, "running", False):
+        return
+    import runpy
+
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    PagesManager.uses_pages_directory = False
+    runpy.run_path(str(Path(__file__).resolve().parent / "app.py"), run_name="__main__")
+    st.stop()
 
 
 def backend_or_none(show_errors: bool = True) -> Backend | None:
     """The shared backend of the chosen dataset and checkpoint (loaded once, with a spinner), or None on an error."""
-    _leave_legacy_multipage_mode()
     root, ckpt = chosen()
     try:
         return get_backend(str(ckpt), str(root))

@@ -5,6 +5,7 @@ import streamlit as st
 import ui
 from vidviz import render, tables
 
+ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 ds = ui.dataset()  # the table needs no model: the page paints before the model has loaded
 
 

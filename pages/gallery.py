@@ -7,6 +7,7 @@ import ui
 from vidviz import render, tables
 from vidviz.jobs import store
 
+ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 b = ui.backend()
 ds = b.dataset
 split = ui.split()

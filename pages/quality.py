@@ -8,6 +8,7 @@ from vidviz import render
 from vidviz.jobs import store
 from vidviz.jobs.quality import METRIC_INFO, METRICS, run_quality, summary_by_metric
 
+ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 b = ui.backend()
 ds = b.dataset
 split = ui.split()

@@ -7,6 +7,7 @@ from vidviz import render
 from vidviz.explain.cam import METHODS, contrast
 from vidviz.explain.temporal import importance_curve
 
+ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 b = ui.backend()
 ds = b.dataset
 qp = st.query_params
