@@ -146,6 +146,36 @@ def sidebar_status() -> None:
         backend.warm_up()
 
 
+def landing() -> None:
+    """What vidviz shows and the three steps through it (on the first page)."""
+    with st.container(border=True):
+        st.markdown("**vidviz shows what a video classifier looks at**, frame by frame: Grad-CAM maps of any "
+                    "target class over every frame of a clip, and where the model fails across a whole split.")
+        c1, c2, c3 = st.columns(3)
+        c1.page_link("pages/browser.py", label="1. Pick a clip below (filter by class or text, then open it)",
+                     icon=":material/table_view:")
+        c2.page_link("pages/viewer.py", label="2. See its per-frame maps, class by class",
+                     icon=":material/local_fire_department:")
+        c3.page_link("pages/gallery.py", label="3. Find where the model fails: the confusion gallery",
+                     icon=":material/grid_view:")
+
+
+def remember(*keys: str) -> None:
+    """Keep these widgets' values when the user leaves the page and comes back (Streamlit drops the state of
+    widgets a run does not draw): call before drawing them; their values are restored, then kept again."""
+    for k in keys:
+        shadow = f"_kept_{k}"
+        if k not in st.session_state and shadow in st.session_state:
+            st.session_state[k] = st.session_state[shadow]
+
+
+def keep(*keys: str) -> None:
+    """Record the values of widgets drawn in this run (see :func:`remember`)."""
+    for k in keys:
+        if k in st.session_state:
+            st.session_state[f"_kept_{k}"] = st.session_state[k]
+
+
 def home_page(names: list[str]) -> str:
     """The page the app's root path shows: the one the URL's ``page`` parameter names, else the first."""
     want = st.query_params.get("page")

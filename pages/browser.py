@@ -6,7 +6,10 @@ import ui
 from vidviz import render, tables
 
 ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
+ui.landing()
 ds = ui.dataset()  # the table needs no model: the page paints before the model has loaded
+FILTERS = ("br_classes", "br_text", "br_size", "br_page")
+ui.remember(*FILTERS)
 
 
 @st.cache_data(show_spinner="Indexing clips...", max_entries=8)
@@ -52,3 +55,5 @@ with ui.plain_errors():
             st.info("Select a clip in the table to preview it and open it in the viewer.")
     with right:
         st.plotly_chart(render.histogram_figure(tables.class_counts(rows)), key="br_hist", width="stretch")
+
+ui.keep(*FILTERS)

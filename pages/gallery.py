@@ -29,6 +29,8 @@ with ui.plain_errors():
 
     classes = st_.classes
     opts = [None, *range(len(classes))]
+    FILTERS = ("ga_true", "ga_pred", "ga_sort", "ga_per_page", "ga_case", "ga_page")
+    ui.remember(*FILTERS)
     k = st_.meta["k"]
 
     def _drill(true_idx: int, pred_idx: int) -> None:  # a pair or a matrix cell: show exactly those clips
@@ -108,3 +110,4 @@ with ui.plain_errors():
     st.markdown("**Most confused pairs**")
     st.dataframe(pairs.drop(columns=["true_idx", "pred_idx"]), hide_index=True, selection_mode="single-row",
                  key="ga_pairs", width="stretch", on_select=_pair_selected)
+    ui.keep(*FILTERS)

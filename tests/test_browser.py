@@ -194,12 +194,13 @@ def test_next_clip_opens_on_its_own_top_class(server, page, default_backend):
     b = default_backend
     ids = [r.id for r in b.dataset.split("test")]
     pg = page.pg
-    pg.goto(f"{server}/?page=viewer&clip={ids[0]}")
-    wait_ready(pg, "Grad-CAM viewer")
-    wait_player(pg, cls=b.predict(ids[0])[0][0])
     chosen = b.predict(ids[0])[2][0]
-    pg.select_option('[data-testid="vv-class"]', str(chosen))
+    pg.goto(f"{server}/?page=viewer&clip={ids[0]}&cls={chosen}")  # a class named by the URL, for clip 0
+    wait_ready(pg, "Grad-CAM viewer")
     wait_player(pg, cls=chosen)
+    other = b.predict(ids[0])[3][0]
+    pg.select_option('[data-testid="vv-class"]', str(other))  # and one chosen in the player
+    wait_player(pg, cls=other)
     pg.get_by_role("button", name="Next ▶").click()
     own = b.predict(ids[1])[0][0]
     pg.wait_for_function(f"() => location.search.includes('clip={ids[1]}')", timeout=60_000)
@@ -225,4 +226,95 @@ def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store
     assert f"True label: {row['true_name']}" in pg.inner_text("body")
     pg.wait_for_function(f"() => location.search.includes('clip={clip_id}')", timeout=30_000)
     pg.screenshot(path=str(artifacts / "viewer-from-gallery.png"), full_page=True)
+    assert page.errors == []
+
+
+def card_clips(pg) -> set[str]:
+    """Clip ids of the gallery cards shown."""
+    return {t.split()[1] for t in pg.get_by_text(re.compile(r"^clip \d+ · heatmap")).all_inner_texts()}
+
+
+@pytest.mark.browser
+def test_a_confused_pair_drills_down_to_exactly_its_clips(server, page, default_store):
+    t = default_store.table
+    pg = page.pg
+    pg.goto(server + "/?page=gallery")
+    wait_ready(pg, "Confusion gallery")
+    pg.get_by_text("Most confused pairs", exact=True).wait_for(timeout=60_000)
+    pairs = pg.locator('[data-testid="stDataFrame"]').last
+    pairs.scroll_into_view_if_needed()
+    box = pairs.bounding_box()
+    pg.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+    pg.wait_for_function("() => location.search.includes('ga_true=') && location.search.includes('ga_pred=')",
+                         timeout=60_000)
+    wait_ready(pg, "Confusion gallery")
+    no_exception(pg)
+    from urllib.parse import parse_qs, urlparse
+
+    q = parse_qs(urlparse(pg.url).query)
+    classes = default_store.classes
+    true_idx, pred_idx = classes.index(q["ga_true"][0]), classes.index(q["ga_pred"][0])
+    case = q.get("ga_case", ["Positive"])[0].lower()
+    want = set(t[(t["label"] == true_idx) & (t["pred"] == pred_idx) & (t["case"] == case)]["id"].astype(str))
+    assert want and card_clips(pg) == want  # exactly that pair's clips, in the case that holds them
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_a_link_with_every_parameter_restores_every_control(server, page, default_store, default_backend):
+    b = default_backend
+    pg = page.pg
+    # the browser's filters
+    pg.goto(server + "/?br_text=Uncovering&br_size=25")
+    wait_ready(pg, "Dataset browser")
+    assert pg.get_by_label("Search id, label or object").input_value() == "Uncovering"
+    # the gallery's filters and case
+    classes = default_store.classes
+    t = default_store.table
+    row = t[t["case"] == "medium"].iloc[0]
+    true_name, pred_name = classes[int(row["label"])], classes[int(row["pred"])]
+    from urllib.parse import quote_plus
+
+    pg.goto(f"{server}/?page=gallery&ga_true={quote_plus(true_name)}&ga_pred={quote_plus(pred_name)}"
+            "&ga_case=Medium&ga_sort=margin")
+    wait_ready(pg, "Confusion gallery")
+    want = set(t[(t["label"] == row["label"]) & (t["pred"] == row["pred"]) & (t["case"] == "medium")]["id"].astype(str))
+    assert card_clips(pg) == want
+    assert pg.get_by_text(true_name).first.is_visible()
+    # the viewer: toggles, method and layer, and the player's display settings
+    clip = b.dataset.split("test")[6].id
+    cls = b.predict(clip)[1][0]
+    pg.goto(f"{server}/?page=viewer&clip={clip}&cls={cls}&frame=7&alpha=0.30&norm=frame&gt=1&compare=true"
+            "&temporal=true&layer=layer4&method=gradcam")
+    wait_ready(pg, "Grad-CAM viewer")
+    wait_player(pg, cls=cls, frame=7)
+    assert pg.locator('[data-testid="vv-alpha"]').input_value() == "0.3"
+    assert pg.locator('[data-testid="vv-norm"]').input_value() == "frame"
+    assert pg.locator('[data-testid="vv-gt"]').is_checked()
+    pg.get_by_text("Difference A − B").first.wait_for(timeout=60_000)  # the compare toggle is on
+    pg.get_by_text("on the clip as it is").first.wait_for(timeout=60_000)  # the temporal tests are on
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_the_first_page_explains_vidviz_and_filters_survive_a_visit_elsewhere(server, page):
+    pg = page.pg
+    pg.goto(server + "/")
+    wait_ready(pg, "Dataset browser")
+    assert pg.get_by_text("vidviz shows what a video classifier looks at").is_visible()
+    for label in ("1. Pick a clip", "2. See its per-frame maps", "3. Find where the model fails"):
+        assert pg.get_by_role("link", name=re.compile(re.escape(label))).count() == 1
+    box = pg.get_by_label("Search id, label or object")
+    box.fill("cube")
+    box.press("Enter")
+    pg.wait_for_function("() => location.search.includes('br_text=cube')", timeout=30_000)
+    wait_ready(pg, "Dataset browser")
+    pg.get_by_role("link", name="Confusion gallery").first.click()
+    wait_ready(pg, "Confusion gallery")
+    pg.get_by_role("link", name="Dataset browser").first.click()
+    wait_ready(pg, "Dataset browser")
+    assert pg.get_by_label("Search id, label or object").input_value() == "cube"
+    pg.get_by_role("link", name=re.compile("2. See its per-frame maps")).click()
+    wait_ready(pg, "Grad-CAM viewer")
+    wait_player(pg)
     assert page.errors == []

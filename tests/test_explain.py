@@ -343,9 +343,14 @@ def test_signed_overlay_is_red_for_a_positive_difference_and_blue_for_a_negative
     diff[0, :4] = 1.0  # more evidence for A in the top half of frame 1
     diff[1, 4:] = -1.0  # more for B in the bottom half of frame 2
     out = render.signed_overlay(frames, diff, alpha=0.5)
-    assert out[0, 1, 1].tolist() == [177, 50, 50]  # 100 * 0.5 + 255 * 0.5 in red, 100 * 0.5 elsewhere
-    assert out[1, 6, 6].tolist() == [50, 50, 177]
+    assert out[0, 1, 1].tolist() == [178, 50, 50]  # 100 * 0.5 + 255 * 0.5 in red, 100 * 0.5 elsewhere
+    assert out[1, 6, 6].tolist() == [50, 50, 178]
     assert out[0, 6, 6].tolist() == [100, 100, 100] and out[1, 1, 1].tolist() == [100, 100, 100]  # zero: untouched
+    reddish = np.zeros((1, 8, 8, 3), np.uint8)
+    reddish[..., 0] = 200
+    shown = render.signed_overlay(reddish, np.full((1, 8, 8), 0.25, np.float32))  # a weak difference for A
+    assert int(shown[0, 0, 0, 0]) - int(shown[0, 0, 0, 1]) > 60  # still plainly red over a red scene (frames shown in grey)
+    assert render.signed_overlay(reddish, np.zeros((1, 8, 8), np.float32))[0, 0, 0].tolist() == [60, 60, 60]
 
 
 def test_draw_boxes_maps_source_pixels_into_the_crop():

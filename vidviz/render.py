@@ -41,16 +41,21 @@ def overlay(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 
 def signed_overlay(frames: np.ndarray, diff: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """Red where ``diff`` > 0, blue where < 0 (a contrast map scaled to [-1, 1]) over frames (T, H, W, 3)."""
+    """Red where ``diff`` > 0, blue where < 0 (a contrast map scaled to [-1, 1]) over frames (T, H, W, 3).
+
+    The frames are shown in grey, so that red and blue stand out on a reddish scene too, and the
+    opacity grows with the square root of |diff|, so weak differences stay visible.
+    """
     t, h, w, _ = frames.shape
+    grey = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (T, H, W)
     out = np.empty_like(frames)
     for i in range(t):
-        d = cv2.resize(diff[i].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        d = np.clip(cv2.resize(diff[i].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), -1, 1)
         col = np.zeros((h, w, 3), np.float32)
-        col[..., 0] = np.clip(d, 0, 1) * 255
-        col[..., 2] = np.clip(-d, 0, 1) * 255
-        a = (np.abs(np.clip(d, -1, 1)) * alpha)[..., None]
-        out[i] = (frames[i] * (1 - a) + col * a).astype(np.uint8)
+        col[..., 0] = (d > 0) * 255.0  # the sign picks the colour, the magnitude its opacity
+        col[..., 2] = (d < 0) * 255.0
+        a = (np.sqrt(np.abs(d)) * alpha)[..., None]
+        out[i] = (grey[i][..., None] * (1 - a) + col * a).round().astype(np.uint8)
     return out
 
 

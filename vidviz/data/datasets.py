@@ -111,7 +111,8 @@ class VideoDataset:
         try:
             return self._by_id[str(clip_id)]
         except KeyError:
-            raise DatasetError(f"no clip with id {clip_id!r} in this dataset", self.root) from None
+            # the dataset's name, not its path: the app shows this message to people who never see the server's disk
+            raise DatasetError(f"no clip with id {clip_id!r} in the dataset {self.name!r}") from None
 
     def __contains__(self, clip_id: str) -> bool:
         return str(clip_id) in self._by_id
