@@ -23,12 +23,12 @@ PAGES = {  # url path: (file, title, icon)
 # A shared link names its page in the query (/?page=viewer&clip=...): the app's root path loads
 # without the failed probes Streamlit's client makes for a sub-path such as /viewer (404s in the console).
 home = ui.home_page(list(PAGES))
-page = st.navigation([st.Page(f, title=t, icon=i, url_path=name, default=name == home)
-                      for name, (f, t, i) in PAGES.items()])
+pages = [st.Page(f, title=t, icon=i, url_path=name, default=name == home) for name, (f, t, i) in PAGES.items()]
+page = st.navigation(pages, position="hidden")  # the sidebar draws its own links (ui.sidebar_pickers)
 with ui.app_run():
     st.title(page.title)
     ui.ensure_default_dataset()
-    ui.sidebar_pickers()
+    ui.sidebar_pickers(pages)
     try:
         page.run()
     finally:

@@ -105,11 +105,18 @@ def dataset():
         st.stop()
 
 
-def sidebar_pickers() -> None:
-    """Dataset and checkpoint pickers (kept in session state and the URL); they need no model, so they come first."""
+def sidebar_pickers(pages: list) -> None:
+    """The page links, then the dataset and checkpoint pickers (kept in session state and the URL).
+
+    They need no model, so they come first. The links are drawn here rather than by Streamlit's
+    automatic page list, which would first show the files of pages/ for a moment.
+    """
     roots, ckpts = dataset_roots(), checkpoints()
     qp = st.query_params
     with st.sidebar:
+        for p in pages:
+            st.page_link(p)
+        st.divider()
         st.markdown("### vidviz")
         names = list(roots)
         want = qp.get("dataset", names[0])

@@ -81,8 +81,12 @@ def page(browser):
 
 
 def wait_ready(pg, title: str):
-    pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    """The page has run and its images have loaded (a click that leaves a page with images still loading makes
+    Streamlit drop them, and the browser logs their 404s)."""
+    pg.get_by_role("heading", name=title).first.wait_for(timeout=120_000)  # drawn by the run now going on
+    pg.wait_for_function("() => document.querySelector('[data-testid=stApp]').dataset.testScriptState === 'notRunning'",
+                         timeout=120_000)
+    pg.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=60_000)
     time.sleep(0.3)
 
 
@@ -217,11 +221,13 @@ def test_a_gallery_card_opens_its_clip_in_the_viewer(server, page, default_store
     pg.goto(server + "/?page=gallery")
     wait_ready(pg, "Confusion gallery")
     no_exception(pg)
-    first = pg.get_by_text(re.compile(r"^clip \d+ · heatmap")).first
-    first.wait_for(timeout=60_000)
-    clip_id = first.inner_text().split()[1]  # "clip 1234 · true class ranked 1 · margin ..."
-    row = default_store.table[default_store.table["id"] == clip_id].iloc[0]
-    pg.get_by_role("button", name="Open in viewer").first.click()
+    from vidviz import tables
+
+    row = tables.select(default_store.table, "positive", "confidence").iloc[0]  # the first card of the page
+    clip_id = str(row["id"])
+    button = pg.locator(f".st-key-ga_open_{clip_id} button")
+    button.wait_for(timeout=60_000)
+    button.click()
     wait_player(pg, cls=int(row["pred"]))  # the card's predicted class comes preselected
     assert f"True label: {row['true_name']}" in pg.inner_text("body")
     pg.wait_for_function(f"() => location.search.includes('clip={clip_id}')", timeout=30_000)
