@@ -95,3 +95,105 @@ def test_import_weights_of_another_architecture_names_the_file(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"vidviz: error: {weights}:") and "do not match the model" in err and "\n" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line, nothing written
+
+def one_line_error(capsys) -> str:
+    """The error line the command printed (progress bars may stand before it on stderr)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("vidviz: error: ") == 1, err
+    line = "vidviz: error: " + err.split("vidviz: error: ", 1)[1]
+    assert "\n" not in line.strip(), line
+    return line.strip()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--out", "x.pt", "--epochs", "0"],
+    ["train", "--out", "x.pt", "--batch-size", "0"],
+    ["precompute", "--part-size", "0"],
+    ["precompute", "--k", "0"],
+    ["precompute", "--batch-size", "0"],
+    ["quality", "--max-clips", "0"],
+])
+def test_counts_below_one_are_refused_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_training_where_no_clip_decodes_writes_nothing_and_exits_2(tiny_ds, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "ds"
+    shutil.copytree(tiny_ds, data)
+    for rec in open_dataset(data).split("train"):
+        rec.path.write_bytes(b"not a video")
+    out = tmp_path / "m.pt"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--workers", "0"]) == 2
+    err = one_line_error(capsys)
+    assert "no clip of the train split could be decoded" in err and str(data) in err
+    assert not out.exists() and not (tmp_path / "m.resume.pt").exists()
+
+
+def test_a_corrupt_resume_state_is_a_plain_error(tiny_ds, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    (tmp_path / "m.resume.pt").write_bytes(b"\x00garbage")
+    assert main(["train", "--data", str(tiny_ds), "--out", str(out), "--epochs", "1", "--workers", "0",
+                 "--resume"]) == 2
+    assert str(tmp_path / "m.resume.pt") in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("device,words", [("bogus", "unknown device 'bogus'"), ("cuda", "no usable CUDA device")])
+def test_an_unusable_device_is_a_plain_error(ckpt, tiny_ds, device, words, capsys):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    clip = open_dataset(tiny_ds).split("train")[0].id
+    assert main(["explain", clip, "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--device", device]) == 2
+    assert words in one_line_error(capsys)
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_plain_error(ckpt, tiny_ds, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    clip = open_dataset(tiny_ds).split("train")[0].id
+    assert main(["explain", clip, "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--out", str(blocker / "sub")]) == 2
+    assert str(blocker) in one_line_error(capsys)
+
+
+def test_a_checkpoint_with_an_impossible_input_spec_names_the_file(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "m.pt", random_model(1))
+    obj = torch.load(path, weights_only=True)
+    obj["input_spec"]["size"] = 0
+    torch.save(obj, path)
+    with pytest.raises(Exception) as e:
+        load_checkpoint(path)
+    assert str(e.value).startswith(f"{path}: malformed input_spec") and "size 0" in str(e.value)
+
+
+def test_explain_names_a_missing_file_or_a_folder(ckpt, tmp_path, capsys):
+    assert main(["explain", str(tmp_path / "nope.mp4"), "--checkpoint", str(ckpt)]) == 2
+    assert one_line_error(capsys) == f"vidviz: error: {tmp_path / 'nope.mp4'}: file not found"
+    assert main(["explain", str(tmp_path), "--checkpoint", str(ckpt)]) == 2
+    assert "is a folder, not a video file" in one_line_error(capsys)
+
+
+def test_quality_on_a_split_without_labels_is_a_plain_error(ckpt, tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "a.mp4", moving_square_frames(30), 12.0)
+    assert main(["quality", "--data", str(folder), "--checkpoint", str(ckpt), "--split", "all"]) == 2
+    assert "has no labelled clip to score" in one_line_error(capsys)
+
+
+def test_a_rejected_upload_is_not_kept(ckpt):
+    b = Backend(ckpt, None)
+    with pytest.raises(Exception, match="clip.mp4"):
+        b.register_upload("clip.mp4", b"\x00" * 2048)
+    folder = b._upload_dir
+    assert folder is not None and list(folder.iterdir()) == []
+    del b
+    import gc
+
+    gc.collect()
+    assert not folder.exists()  # the upload folder goes with its backend

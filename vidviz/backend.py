@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,12 +158,18 @@ class Backend:
             if key not in self._uploads:
                 if self._upload_dir is None:
                     self._upload_dir = Path(tempfile.mkdtemp(prefix="vidviz-uploads-"))
+                    # the folder goes when the backend does, or at the latest when the process ends
+                    weakref.finalize(self, shutil.rmtree, self._upload_dir, True)
                 path = self._upload_dir / f"{digest}{suffix}"
                 path.write_bytes(data)
                 self._uploads[key] = path
         try:
             self.open(key)
         except VideoError as e:
+            with self._upload_lock:  # a rejected upload is not kept
+                path = self._uploads.pop(key, None)
+            if path is not None:
+                path.unlink(missing_ok=True)
             raise VideoError(str(e).split(": ", 1)[-1], filename) from None
         return key
 

@@ -114,9 +114,15 @@ def _evaluate(a) -> int:
 def _explain(a) -> int:
     from vidviz.backend import Backend
     from vidviz.data.io import atomic_write_bytes
+    from vidviz.data.video import VIDEO_EXTENSIONS
+    from vidviz.errors import VideoError
     from vidviz.render import export_bundle, format_top, overlay
 
     target = Path(a.target)
+    if target.is_dir():
+        raise VideoError("is a folder, not a video file (give a video file, or a clip id with --data)", target)
+    if not target.exists() and (target.is_absolute() or target.suffix.lower() in VIDEO_EXTENSIONS):
+        raise VideoError("file not found", target)
     if target.is_file():  # any video a user has, read where it lies
         b = Backend(a.checkpoint, None, device=a.device)
         key = b.register_file(target)
@@ -185,12 +191,16 @@ def _quality(a) -> int:
     import pandas as pd
 
     from vidviz.backend import Backend
+    from vidviz.errors import DatasetError
     from vidviz.jobs.quality import DIRECTIONS, run_quality, summary_wide
     from vidviz.jobs.store import store_dir
 
     b = Backend(a.checkpoint, a.data, device=a.device)
     out = Path(a.out) if a.out else store_dir(b.dataset, b.checkpoint_hash, a.split)
     n = len([r for r in b.dataset.split(a.split) if r.label is not None])
+    if n == 0:
+        raise DatasetError(f"split {a.split!r} has no labelled clip to score (the scores need the true class)",
+                           b.dataset.root)
     bar, progress = _progress_bar(min(n, a.max_clips) if a.max_clips else n, f"quality {a.split}")
     summary, clips = run_quality(b, a.split, out, a.methods, a.max_clips, a.sanity_clips, progress=progress)
     bar.close()
@@ -223,6 +233,17 @@ def _bench(a) -> int:
 
 # ---------------------------------------------------------------- the parser
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {v}")
+    return v
+
+
 def _data_args(q: argparse.ArgumentParser, split: bool = True, checkpoint: bool = True) -> None:
     q.add_argument("--data", default=str(config.DEFAULT_DATA), help="dataset root (default: the embedded default)")
     q.add_argument("--subset", default=None, help="file listing the templates of a class subset")
@@ -252,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(t, split=False, checkpoint=False)
     t.add_argument("--arch", default="i3d_resnet_tiny")
     t.add_argument("--out", required=True, help="checkpoint to write (the best on validation)")
-    t.add_argument("--epochs", type=int, default=16)
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--epochs", type=_positive, default=16)
+    t.add_argument("--batch-size", type=_positive, default=16)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-2d", default=None, help="torchvision ResNet-50 weights to inflate (i3d_resnet50)")
@@ -281,17 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("precompute", help="predictions and maps for a whole split (resumable)")
     _data_args(pc)
     pc.add_argument("--out", default=None, help="store folder (default: keyed by checkpoint and dataset under stores/)")
-    pc.add_argument("--k", type=int, default=5, help="top-k maps to keep; medium = true class ranked 2..k")
+    pc.add_argument("--k", type=_positive, default=5, help="top-k maps to keep; medium = true class ranked 2..k")
     pc.add_argument("--min-confidence", type=float, default=None, help="positives need at least this probability")
-    pc.add_argument("--batch-size", type=int, default=8)
+    pc.add_argument("--batch-size", type=_positive, default=8)
     pc.add_argument("--max-parts", type=int, default=None, help="stop after this many parts (to test resuming)")
-    pc.add_argument("--part-size", type=int, default=64, help="clips per part (the unit of resuming and sharding)")
+    pc.add_argument("--part-size", type=_positive, default=64, help="clips per part (the unit of resuming and sharding)")
     pc.set_defaults(func=_precompute)
 
     q = sub.add_parser("quality", help="score saliency against ground truth and sanity checks")
     _data_args(q)
     q.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    q.add_argument("--max-clips", type=int, default=None, help="score only the first N labelled clips")
+    q.add_argument("--max-clips", type=_positive, default=None, help="score only the first N labelled clips")
     q.add_argument("--sanity-clips", type=int, default=3, help="clips for the randomisation check")
     q.add_argument("--out", default=None, help="folder for the CSVs (default: the split's store folder)")
     q.set_defaults(func=_quality)
@@ -323,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     except VidvizError as e:
         print(f"vidviz: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+    except (ValueError, OSError) as e:  # a file that cannot be written (read-only, full disk, a file in the way)
         print(f"vidviz: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

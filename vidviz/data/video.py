@@ -63,9 +63,15 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
-        return cls(num_frames=int(d["num_frames"]), fps=float(d["fps"]), size=int(d["size"]),
+        """An input spec from plain values; ``ValueError`` when a value cannot describe a clip."""
+        spec = cls(num_frames=int(d["num_frames"]), fps=float(d["fps"]), size=int(d["size"]),
                    mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]),
                    default_source_fps=float(d.get("default_source_fps", 12.0)))
+        if spec.num_frames < 1 or spec.size < 1 or not spec.fps > 0 or len(spec.mean) != 3 or len(spec.std) != 3 \
+                or not all(v > 0 for v in spec.std) or not spec.default_source_fps > 0:
+            raise ValueError(f"frames {spec.num_frames}, size {spec.size}, fps {spec.fps}, std {spec.std}: "
+                             "each must be positive (three std values)")
+        return spec
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,11 @@ def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], ma
             done.setdefault(r["clip"], []).append(r)
     want_methods = set(methods) | set(BASELINES)
     recs = [r for r in backend.dataset.split(split) if r.label is not None]
+    if not recs:
+        from vidviz.errors import DatasetError
+
+        raise DatasetError(f"split {split!r} has no labelled clip to score (the scores need the true class)",
+                           backend.dataset.root)
     if max_clips:
         recs = recs[:max_clips]
     with open(parts, "a") as fh:

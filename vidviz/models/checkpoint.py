@@ -92,8 +92,8 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None) -> VideoCl
         raise CheckpointError(f"checkpoint has {len(classes)} classes but the dataset has {num_classes}", path)
     try:
         spec = InputSpec.from_dict(obj["input_spec"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError("malformed input_spec", path) from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"malformed input_spec ({e})", path) from None
     try:
         model = build_model(obj["arch"], classes, spec, obj.get("arch_kwargs") or {})
     except (TypeError, ValueError, KeyError) as e:

@@ -26,7 +26,7 @@ from vidviz.data.datasets import VideoDataset
 from vidviz.data.io import atomic_write_bytes
 from vidviz.data.loader import iterate_batches
 from vidviz.data.video import standardise
-from vidviz.errors import DatasetError
+from vidviz.errors import CheckpointError, DatasetError, UsageError
 from vidviz.models.checkpoint import build_model, load_checkpoint, save_checkpoint
 from vidviz.models.resnet3d import VideoClassifier
 from vidviz.runtime import barrier, init_distributed, pick_device
@@ -123,6 +123,10 @@ def _normalise(frames: torch.Tensor, spec) -> torch.Tensor:
 
 def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     """Train on ``ds``'s train split, keep the best on validation in ``out``; returns a summary."""
+    if cfg.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1 (got {cfg.epochs}); nothing would be trained or written")
+    if cfg.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {cfg.batch_size})")
     rank, world = init_distributed()
     main = rank == 0
     out = Path(out)
@@ -147,6 +151,9 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     for cid, msg in bad_tr + bad_va:
         if main:
             log(f"skipped clip {cid}: {msg}")
+    if len(xtr) == 0:  # nothing to learn from: no checkpoint of random weights is written
+        first = f"; first: {bad_tr[0][0]}: {bad_tr[0][1]}" if bad_tr else ""
+        raise DatasetError(f"no clip of the train split could be decoded ({len(bad_tr)} failed{first})", ds.root)
     xva = _normalise(xva, spec) if len(xva) else xva
     partners = torch.from_numpy(flip_partners(ds.classes))
     model.to(device, memory_format=torch.channels_last_3d)  # ~25% faster 3D convs on CPU
@@ -165,9 +172,15 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
 
     start_epoch, best, history, step = 0, -1.0, [], 0
     if resume and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optim"])
+        from vidviz.models.weights import torch_load
+
+        st = torch_load(state_path)
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optim"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"resume state does not fit this training run ({str(e).splitlines()[0][:120]}); "
+                                  "delete it to start over", state_path) from None
         start_epoch, best, history = int(st["epoch"]) + 1, float(st["best"]), list(st["history"])
         step = start_epoch * steps_per_epoch
         if main:
