@@ -142,3 +142,20 @@ def test_long_videos_are_refused(tmp_path, monkeypatch):
     v._probe_cached.cache_clear()
     with pytest.raises(InputTooLargeError, match="more than 20 frames"):
         v.probe(p)
+
+
+def test_large_frames_are_downsized_as_they_are_read_and_boxes_follow(tmp_path):
+    """A 1280x960 video: decoded frames have a shorter side of 480, and a source-pixel box maps onto them."""
+    from vidviz.data.video import MAX_DECODE_SIDE
+
+    frames = np.zeros((12, 960, 1280, 3), np.uint8)
+    frames[:, 400:560, 700:900] = 255  # a white box at x 700-900, y 400-560 in source pixels
+    p = tmp_path / "big.avi"
+    write_video(p, frames, 12.0)
+    clip = load_clip(p, InputSpec(num_frames=4, fps=6.0, size=112))
+    assert clip.frames.shape == (4, MAX_DECODE_SIDE, MAX_DECODE_SIDE, 3) and clip.scale == pytest.approx(0.5)
+    x1, y1, x2, y2 = clip.to_display((700, 400, 900, 560))  # (700*0.5 - 80, 400*0.5 - 0, ...): the crop starts at x 80
+    assert (x1, y1, x2, y2) == pytest.approx((270, 200, 370, 280))
+    f = clip.frames[0].mean(-1)  # (480, 480)
+    assert f[int(y1) + 5:int(y2) - 5, int(x1) + 5:int(x2) - 5].min() > 200  # inside the mapped box: white
+    assert f[:int(y1) - 5].max() < 60 and f[:, :int(x1) - 5].max() < 60  # outside: black

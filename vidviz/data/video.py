@@ -43,6 +43,9 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAX_SOURCE_FRAMES = 18_000
 #: Largest frame (in pixels) vidviz will decode: 4096 x 4096.
 MAX_FRAME_PIXELS = 4096 * 4096
+#: Frames are downsized as they are read so that their shorter side is at most this (480p): a clip then
+#: costs memory in proportion to what the model and the display use, not to the file's resolution.
+MAX_DECODE_SIDE = 480
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,17 @@ class VideoInfo:
 class Clip:
     """A sampled clip: frames as displayed, plus where they came from."""
 
-    frames: np.ndarray = field(repr=False)  # uint8 (T, S0, S0, 3) RGB, square centre crop at source resolution
+    frames: np.ndarray = field(repr=False)  # uint8 (T, S0, S0, 3) RGB, square centre crop (shorter side <= 480)
     indices: np.ndarray  # int (T,): source frame index of each sampled frame
     info: VideoInfo  # the whole source video
-    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop in source pixels
+    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop, in decoded pixels
+    scale: float = 1.0  # decoded pixels per source pixel (< 1 when the source was downsized as it was read)
+
+    def to_display(self, xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box in source pixels -> the same box in the displayed (cropped, downsized) frames."""
+        x0, y0, _ = self.crop
+        s = self.scale
+        return (xyxy[0] * s - x0, xyxy[1] * s - y0, xyxy[2] * s - x0, xyxy[3] * s - y0)
 
 
 def _frame_files(folder: Path) -> list[Path]:
@@ -205,11 +215,21 @@ def sample_indices(num_source: int, source_fps: float, num_frames: int, target_f
     return np.minimum(idx, num_source - 1)
 
 
-def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
+def _downsize(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """A frame whose shorter side is at most ``max_side`` (area interpolation), as soon as it is decoded."""
+    h, w = frame.shape[:2]
+    if max_side is None or min(h, w) <= max_side:
+        return frame
+    s = max_side / min(h, w)
+    return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def read_frames(path: str | Path, indices: np.ndarray, max_side: int | None = None) -> np.ndarray:
     """Decode the frames at ``indices`` (sorted, repeats allowed): uint8 (T, H, W, 3) RGB.
 
     Decoding stops at the last wanted index. An index past the decodable end
-    (a truncated file) repeats the last frame that could be read.
+    (a truncated file) repeats the last frame that could be read. With ``max_side``, each
+    frame is downsized as it is read so that its shorter side is at most that.
     """
     p = Path(path)
     _check_file(p)
@@ -223,7 +243,7 @@ def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
             img = cv2.imread(str(files[j]), cv2.IMREAD_UNCHANGED)
             if img is None:
                 raise VideoError(f"frame {files[j].name} is not a readable image", p)
-            got[i] = _to_rgb(img, p)
+            got[i] = _downsize(_to_rgb(img, p), max_side)
     else:
         cap = _open(p)
         try:
@@ -235,7 +255,7 @@ def read_frames(path: str | Path, indices: np.ndarray) -> np.ndarray:
                 if i in want:
                     ok, frame = cap.retrieve()
                     if ok and frame is not None:
-                        last = _to_rgb(frame, p)
+                        last = _downsize(_to_rgb(frame, p), max_side)
                     if last is not None:
                         got[i] = last
                 i += 1
@@ -265,9 +285,10 @@ def load_clip(path: str | Path, spec: InputSpec) -> Clip:
     """Decode and sample one clip the way the model wants it (frames not yet resized)."""
     info = probe(path, spec.default_source_fps)
     indices = sample_indices(info.num_frames, info.fps, spec.num_frames, spec.fps)  # (T,)
-    frames = read_frames(path, indices)  # (T, H, W, 3)
+    frames = read_frames(path, indices, MAX_DECODE_SIDE)  # (T, H, W, 3), shorter side <= MAX_DECODE_SIDE
     square, crop = centre_square(frames)  # (T, S0, S0, 3)
-    return Clip(frames=np.ascontiguousarray(square), indices=indices, info=info, crop=crop)
+    scale = frames.shape[1] / info.height if info.height else 1.0
+    return Clip(frames=np.ascontiguousarray(square), indices=indices, info=info, crop=crop, scale=scale)
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:

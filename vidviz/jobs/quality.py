@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,12 @@ METRIC_INFO = {
 }
 
 
-def _boxes(per_frame, role: str, offset: tuple[int, int]):
+def _boxes(per_frame, role: str, clip):
+    """Per displayed frame, the box of ``role`` (the object acted on, or the hand) in displayed pixels, or None."""
     out = []
     for fb in per_frame:
         b = next((b for b in fb if b.role == role and (role != "object" or b.index == 0)), None)
-        out.append(None if b is None else (b.xyxy[0] - offset[0], b.xyxy[1] - offset[1],
-                                           b.xyxy[2] - offset[0], b.xyxy[3] - offset[1]))
+        out.append(None if b is None else clip.to_display(b.xyxy))
     return out
 
 
@@ -61,7 +62,7 @@ def saliency_maps(backend, key: str, target: int, methods: list[str]) -> dict[st
     for m in methods:
         raw = backend.explain(key, [target], m, None).map_for(target)
         out[m] = upsample(raw, shape)
-    out["random"] = q.random_map(shape, seed=abs(hash(key)) % (2 ** 31))
+    out["random"] = q.random_map(shape, seed=zlib.crc32(key.encode()))  # the same baseline in every process
     out["centre"] = q.centre_prior(shape)
     out["motion"] = q.motion_map(frames)
     return out
@@ -73,9 +74,8 @@ def score_clip(backend, key: str, methods: list[str], steps: int = 8) -> list[di
     opened = backend.open(key)
     target = rec.label if rec.label is not None else opened.top[0][0]
     boxes, window = backend.ground_truth(key)
-    offset = opened.clip.crop[:2]
-    obj = _boxes(boxes, "object", offset) if boxes else [None] * len(opened.clip.frames)
-    hand = _boxes(boxes, "hand", offset) if boxes else [None] * len(opened.clip.frames)
+    obj = _boxes(boxes, "object", opened.clip) if boxes else [None] * len(opened.clip.frames)
+    hand = _boxes(boxes, "hand", opened.clip) if boxes else [None] * len(opened.clip.frames)
     case = assign_cases(opened.logits[None], np.array([-1 if rec.label is None else rec.label]))[0][0]
     rows = []
     s = backend.spec.size

@@ -68,12 +68,10 @@ def build_payload(backend, key: str, method: str = "gradcam", layer: str | None 
         expl = backend.explain(key, want, method, layer)
     maps = np.ascontiguousarray(expl.maps, dtype="<f2")  # (n, T', h, w)
     boxes, window = backend.ground_truth(key)
-    scale = side / s0
-    x0, y0 = opened.clip.crop[:2]
+    scale = side / s0  # sent pixels per displayed pixel
     shown_boxes = None
     if boxes:
-        shown_boxes = [[[b.role, round((b.xyxy[0] - x0) * scale, 1), round((b.xyxy[1] - y0) * scale, 1),
-                         round((b.xyxy[2] - x0) * scale, 1), round((b.xyxy[3] - y0) * scale, 1)]
+        shown_boxes = [[[b.role, *(round(v * scale, 1) for v in opened.clip.to_display(b.xyxy))]
                         for b in fb if b.role in ("object", "hand")] for fb in boxes]
     record = backend.record(key)
     return {
