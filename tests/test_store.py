@@ -166,3 +166,61 @@ def test_parts_straddling_batches_with_a_corrupt_clip(tiny_ds, ckpt, tmp_path):
     st = open_store(out)
     assert len(st.table) == len(recs) - 1 and bad.id not in set(st.table["id"])
     assert_same_store(st, open_store(precompute(m, ds, "train", tmp_path / "one", part_size=64, workers=0)))
+
+
+@pytest.fixture(scope="module")
+def reference_store(tiny_ds, ckpt, tmp_path_factory):
+    """An uninterrupted run: what every resumed or repaired run must equal."""
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    return open_store(precompute(m, ds, "train", tmp_path_factory.mktemp("ref") / "s", part_size=8, workers=0))
+
+
+def test_a_rerun_with_other_settings_refuses_and_says_what_differs(tiny_ds, ckpt, tmp_path):
+    from support import random_model
+
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = tmp_path / "s"
+    precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=2)
+    with pytest.raises(StoreError, match=r"part_size 8 \(asked: 16\).*delete it to start over"):
+        precompute(m, ds, "train", out, part_size=16, workers=0)
+    other = load_checkpoint(save_checkpoint(tmp_path / "other.pt", random_model(8)))
+    with pytest.raises(StoreError, match="checkpoint_hash"):
+        precompute(other, ds, "train", out, part_size=8, workers=0)
+    assert len(list((out / "parts").glob("part-*.json"))) == 2  # nothing was mixed in
+    with pytest.raises(StoreError):
+        open_store(out)  # and nothing was marked complete
+
+
+def _flip_a_byte(p):
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+DAMAGE = {
+    "truncated npz": (lambda d: d.joinpath("part-00001.npz").write_bytes(d.joinpath("part-00001.npz").read_bytes()[:100]),
+                      "fails its checksum"),
+    "empty npz": (lambda d: d.joinpath("part-00001.npz").write_bytes(b""), "fails its checksum"),
+    "flipped byte": (lambda d: _flip_a_byte(d / "part-00001.npz"), "fails its checksum"),
+    "bad json": (lambda d: d.joinpath("part-00001.json").write_text("{half"), "its JSON is damaged"),
+    "deleted npz": (lambda d: d.joinpath("part-00001.npz").unlink(), "its .npz file is missing"),
+    "reordered ids": (lambda d: d.joinpath("part-00001.json").write_text(json.dumps(
+        {**json.loads(d.joinpath("part-00001.json").read_text()),
+         "ids": json.loads(d.joinpath("part-00001.json").read_text())["ids"][::-1]})), "other clips"),
+    "a part copied over another": (lambda d: [d.joinpath(f"part-00001{s}").write_bytes(d.joinpath(f"part-00000{s}")
+                                                                                       .read_bytes())
+                                              for s in (".npz", ".json")], "other clips"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_part_is_named_and_computed_again(tiny_ds, ckpt, tmp_path, reference_store, damage):
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = tmp_path / "s"
+    precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=3)  # killed after 3 of 6 parts
+    hurt, words = DAMAGE[damage]
+    hurt(out / "parts")
+    said = []
+    precompute(m, ds, "train", out, part_size=8, workers=0, log=said.append)
+    assert len(said) == 1 and "part-00001" in said[0] and words in said[0] and "computed again" in said[0]
+    assert_same_store(open_store(out), reference_store)  # complete, and equal to an uninterrupted run

@@ -173,7 +173,8 @@ def _precompute(a) -> int:
     model = load_for_dataset(a.checkpoint, ds)
     bar, progress = _progress_bar(len(ds.split(a.split)), f"precompute {a.split}", disable=rank != 0)
     out = precompute(model, ds, a.split, a.out, k=a.k, batch_size=a.batch_size, workers=a.workers, device=a.device,
-                     progress=progress, min_confidence=a.min_confidence, max_parts=a.max_parts, part_size=a.part_size)
+                     progress=progress, min_confidence=a.min_confidence, max_parts=a.max_parts, part_size=a.part_size,
+                     log=lambda m: print(f"warning: {m}", file=sys.stderr))
     bar.close()
     if rank == 0:
         try:
@@ -184,6 +185,11 @@ def _precompute(a) -> int:
         c = st.counts()
         print(f"store: {out}\n{len(st.table)} clips: {c['positive']} positive, {c['medium']} medium, "
               f"{c['negative']} negative (k={st.meta['k']})")
+        failed = st.meta.get("failures") or []
+        if failed:
+            shown = "; ".join(f"{cid}: {why}" for cid, why in failed[:3])
+            print(f"{len(failed)} clip(s) could not be decoded and are not in the store: {shown}"
+                  + (" ..." if len(failed) > 3 else "") + f" (all in {out / 'meta.json'})", file=sys.stderr)
     return 0
 
 

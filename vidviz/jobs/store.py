@@ -20,6 +20,7 @@ another checkpoint or dataset is refused (:class:`StoreError`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -213,11 +214,14 @@ def open_store_for(backend, split: str, root: str | Path | None = None) -> Store
 
 def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,
                batch_size: int = 8, workers: int = 2, device: str = "auto", progress=None,
-               min_confidence: float | None = None, max_parts: int | None = None, part_size: int = PART_SIZE) -> Path:
+               min_confidence: float | None = None, max_parts: int | None = None, part_size: int = PART_SIZE,
+               log=None) -> Path:
     """Compute (or finish) the store of ``split``; returns its folder.
 
-    ``progress(done_clips, total_clips)`` is called as parts finish. ``max_parts`` stops early
-    (for tests that simulate a crash).
+    ``progress(done_clips, total_clips)`` is called as parts finish; ``log(message)`` hears about
+    parts that were damaged and are computed again. ``max_parts`` stops early (for tests that
+    simulate a crash). A folder that holds a store made with other settings (checkpoint, dataset,
+    split, part size, k, confidence) is refused, naming what differs.
     """
     import torch
 
@@ -232,8 +236,20 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     parts_dir.mkdir(parents=True, exist_ok=True)
     rank, world = dist_info()
     dev = pick_device(device)
-    model = model.to(dev).eval()
     n_parts = -(-len(recs) // part_size)
+    expected = [[r.id for r in recs[i * part_size:(i + 1) * part_size]] for i in range(n_parts)]
+    if rank == 0:  # a rerun must not mix runs: same settings, and every finished part checked
+        _check_manifest(out, {"version": VERSION, "checkpoint_hash": model.checkpoint_hash,
+                              "dataset_fingerprint": ds.fingerprint(), "split": split, "clips": len(recs),
+                              "part_size": part_size, "k": k, "min_confidence": min_confidence})
+        for i in range(n_parts):
+            problem = _part_problem(parts_dir, i, expected[i])
+            if problem and problem != "not written yet":
+                _drop_part(parts_dir, i)
+                if log:
+                    log(f"{parts_dir / f'part-{i:05d}'}: {problem}; it is computed again")
+    barrier()
+    model = model.to(dev).eval()
     mine = [i for i in range(n_parts) if i % world == rank]
     done = sum(min(part_size, len(recs) - i * part_size) for i in range(n_parts) if _part_done(parts_dir, i))
     total = len(recs)
@@ -280,12 +296,62 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
                 progress(done, total)
     barrier()
     if rank == 0 and all(_part_done(parts_dir, i) for i in range(n_parts)):
+        bad = [(i, p) for i in range(n_parts) if (p := _part_problem(parts_dir, i, expected[i]))]
+        for i, _ in bad:  # damaged while this run went on: computed again by the next run
+            _drop_part(parts_dir, i)
+        if bad:
+            raise StoreError(f"part-{bad[0][0]:05d}: {bad[0][1]}; rerun the same command to compute it again",
+                             parts_dir)
         _merge(out, n_parts, model, ds, split, k, min_confidence)
     return out
 
 
 def _part_done(parts_dir: Path, i: int) -> bool:
     return (parts_dir / f"part-{i:05d}.json").is_file()
+
+
+def _check_manifest(out: Path, want: dict) -> None:
+    """Refuse a folder whose store was made with other settings; record them in a new one."""
+    mp = out / "manifest.json"
+    if not mp.is_file():
+        if any((out / "parts").glob("part-*.json")):
+            raise StoreError("this folder holds parts of a run with unknown settings (no manifest.json); "
+                             "delete it to start over, or choose another --out", out)
+        atomic_write_json(mp, want)
+        return
+    try:
+        have = json.loads(mp.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StoreError("manifest.json is corrupt; delete the folder to start over", out) from None
+    diff = [f"{key} {have.get(key)!r} (asked: {v!r})" for key, v in want.items() if have.get(key) != v]
+    if diff:
+        raise StoreError("this folder holds a store made with other settings: " + ", ".join(diff)
+                         + "; delete it to start over, or choose another --out", out)
+
+
+def _part_problem(parts_dir: Path, i: int, expected_ids: list[str]) -> str | None:
+    """Why part ``i`` cannot be used (None: it is complete and intact)."""
+    stem = parts_dir / f"part-{i:05d}"
+    if not stem.with_suffix(".json").is_file():
+        return "not written yet"
+    try:
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        ids, failed, digest = list(meta["ids"]), [f[0] for f in meta["failures"]], meta["sha256"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError):
+        return "its JSON is damaged"
+    if sorted(ids + failed) != sorted(expected_ids) or ids != [c for c in expected_ids if c in set(ids)]:
+        return "it holds other clips than its own (or in another order)"
+    npz = stem.with_suffix(".npz")
+    if not npz.is_file():
+        return "its .npz file is missing"
+    if hashlib.sha256(npz.read_bytes()).hexdigest() != digest:
+        return "its .npz file fails its checksum (truncated or changed)"
+    return None
+
+
+def _drop_part(parts_dir: Path, i: int) -> None:
+    for suffix in (".json", ".npz"):  # the JSON first: it marks the part as done
+        (parts_dir / f"part-{i:05d}").with_suffix(suffix).unlink(missing_ok=True)
 
 
 def _write_part(parts_dir: Path, i: int, ids, labels, logits, maps, mcls, curves, failures) -> None:
@@ -297,8 +363,9 @@ def _write_part(parts_dir: Path, i: int, ids, labels, logits, maps, mcls, curves
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
-    # the json is written last: its presence marks the part complete
-    atomic_write_json(stem.with_suffix(".json"), {"ids": ids, "labels": [int(x) for x in labels], "failures": failures})
+    # the json is written last: its presence marks the part complete; its checksum guards the .npz
+    atomic_write_json(stem.with_suffix(".json"), {"ids": ids, "labels": [int(x) for x in labels], "failures": failures,
+                                                  "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
 
 
 def _merge(out: Path, n_parts: int, model: VideoClassifier, ds: VideoDataset, split: str, k: int,
