@@ -197,3 +197,23 @@ def test_a_rejected_upload_is_not_kept(ckpt):
 
     gc.collect()
     assert not folder.exists()  # the upload folder goes with its backend
+
+
+def test_a_text_file_given_as_checkpoint_is_named_as_such(tiny_ds, tmp_path, capsys):
+    text = tmp_path / "model.pth"
+    text.write_text("these are not weights\n")
+    clip = open_dataset(tiny_ds).split("train")[0].id
+    assert main(["explain", clip, "--data", str(tiny_ds), "--checkpoint", str(text)]) == 2
+    assert one_line_error(capsys) == f"vidviz: error: {text}: a text file, not a PyTorch checkpoint"
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from vidviz.data.io import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "f.bin", b"x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600

@@ -142,3 +142,24 @@ def test_quality_resumes_and_records_a_bad_clip_as_an_error_row(tiny_ds, tmp_pat
     assert [r["clip"] for r in errors] == [recs[2].id] and "file not found" in errors[0]["error"]
     n = summary[(summary["method"] == "gradcam") & (summary["metric"] == "energy_object")]["n"].iloc[0]
     assert n == 2
+
+
+@pytest.mark.slow
+def test_quality_finishes_when_the_first_clips_cannot_be_decoded(tiny_ds, tmp_path):
+    import shutil
+
+    from vidviz.backend import Backend
+    from vidviz.jobs import quality as jq
+    from vidviz.models import save_checkpoint
+
+    ds_dir = tmp_path / "ds"
+    shutil.copytree(tiny_ds, ds_dir)
+    b = Backend(save_checkpoint(tmp_path / "m.pt", random_model(2)), ds_dir)
+    recs = [r for r in b.dataset.split("train") if r.label is not None]
+    for r in recs[:3]:
+        r.path.write_bytes(b"broken")  # the clips the randomisation check used to take
+    summary, clips = jq.run_quality(b, "train", tmp_path / "q", ["gradcam"], max_clips=5, sanity_clips=2)
+    assert (tmp_path / "q" / "quality.csv").is_file()
+    assert sorted(clips["clip"].unique()) == sorted(r.id for r in recs[3:5])
+    rho = summary[(summary["metric"] == "randomisation_rho") & (summary["method"] == "gradcam")]
+    assert int(rho["n"].iloc[0]) == 2  # the check ran on two clips that decode

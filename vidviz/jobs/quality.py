@@ -174,7 +174,13 @@ def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], ma
                 progress(i + 1, len(recs))
     rows = [r for rec in recs for r in done.get(rec.id, []) if r["method"] in want_methods]
     clips = pd.DataFrame(rows)
-    san = pd.DataFrame(sanity(backend, [r.id for r in recs[:sanity_clips]], methods)) if sanity_clips else None
+    scored = [r.id for r in recs if any(row["method"] != "error" for row in done.get(r.id, []))]
+    if not scored:
+        from vidviz.errors import DatasetError
+
+        first = next((rows_[0].get("error") for rows_ in done.values() if rows_ and rows_[0]["method"] == "error"), "")
+        raise DatasetError(f"no clip of split {split!r} could be scored (first error: {first})", backend.dataset.root)
+    san = pd.DataFrame(sanity(backend, scored[:sanity_clips], methods)) if sanity_clips else None  # decodable clips
     summary = summarise(clips, san)
     for name, df in (("quality.csv", summary), ("quality_clips.csv", clips)):
         buf = io.StringIO()

@@ -23,6 +23,10 @@ def torch_load(path: str | Path) -> object:
         raise CheckpointError("checkpoint file not found", path)
     if path.stat().st_size == 0:
         raise CheckpointError("checkpoint file is empty", path)
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):  # zip and pickle files are binary
+        raise CheckpointError("a text file, not a PyTorch checkpoint", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -30,7 +34,7 @@ def torch_load(path: str | Path) -> object:
             raise CheckpointError("file carries pickled Python objects; vidviz only loads plain tensors and metadata",
                                   path) from None
         raise CheckpointError("not a PyTorch checkpoint (corrupt or wrong file type)", path) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError) as e:
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError, IndexError) as e:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise CheckpointError(f"corrupt or not a PyTorch checkpoint ({reason})", path) from None
 
