@@ -25,10 +25,12 @@ PAGES = {  # url path: (file, title, icon)
 home = ui.home_page(list(PAGES))
 pages = [st.Page(f, title=t, icon=i, url_path=name, default=name == home) for name, (f, t, i) in PAGES.items()]
 page = st.navigation(pages, position="hidden")  # the sidebar draws its own links (ui.sidebar_pickers)
+current = next(name for name, (_, title, _) in PAGES.items() if title == page.title)
 with ui.app_run():
     st.title(page.title)
     ui.ensure_default_dataset()
     ui.sidebar_pickers(pages)
+    ui.keep_root_url(list(PAGES), current)
     try:
         page.run()
     finally:

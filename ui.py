@@ -189,6 +189,31 @@ def home_page(names: list[str]) -> str:
     return want if want in names else names[0]
 
 
+# Every page's address names its page in the query (/?page=gallery&...) at the app's root path: a link
+# to a sub-path (/gallery) makes Streamlit's client probe /gallery/_stcore/... first (two 404s). This
+# script moves the address to the root path once Streamlit has settled it after a page switch.
+_ROOT_URL_JS = r"""
+export default function ({ data }) {
+  const move = () => {
+    const u = new URL(window.location.href);
+    const m = u.pathname.match(/^(.*\/)([^/]+)\/?$/);
+    if (!m || m[2] !== data.page || !data.pages.includes(m[2])) return;
+    u.pathname = m[1];
+    u.searchParams.set("page", m[2]);
+    window.history.replaceState(window.history.state, "", u.toString());
+  };
+  const timers = [0, 300, 1500].map((ms) => setTimeout(move, ms));
+  return () => timers.forEach(clearTimeout);
+}
+"""
+_ROOT_URL = st.components.v2.component("vidviz_root_url", js=_ROOT_URL_JS)
+
+
+def keep_root_url(names: list[str], current: str) -> None:
+    """Move the address bar from /<page>?page=<page>&... to /?page=<page>&... (in the browser, no script run)."""
+    _ROOT_URL(key="vv_root_url", data={"pages": names, "page": current}, height=0)  # new data per page: runs again
+
+
 def set_param(name: str, value) -> None:
     st.query_params[name] = str(value)
 

@@ -227,13 +227,13 @@ def histogram_figure(counts: dict[str, int], title: str = "Clips per class"):
 
 
 def confusion_table(conf: np.ndarray, classes: Sequence[str]):
-    """The confusion matrix as a shaded table (a pandas Styler): rows ``i: true class``, columns predicted class
-    indices; readable from 12 to 174 classes, and each cell selectable (the gallery drills down on a click)."""
+    """The confusion matrix as a shaded table (a pandas Styler): rows ``i: true class`` (full names), columns
+    predicted class indices (the page gives each header its name on hover); readable from 12 to 174 classes,
+    and each cell selectable (the gallery drills down on a click)."""
     import pandas as pd
 
     k = len(classes)
-    short = [c if len(c) <= 30 else c[:29] + "…" for c in classes]
-    df = pd.DataFrame(conf, index=[f"{i}: {c}" for i, c in enumerate(short)], columns=[str(j) for j in range(k)])
+    df = pd.DataFrame(conf, index=[f"{i}: {c}" for i, c in enumerate(classes)], columns=[str(j) for j in range(k)])
     df.index.name = "true \\ predicted"
     top = max(int(conf.max()), 1)
 

@@ -36,9 +36,9 @@ export default function (component) {
   const viewKey = `${data.id}|${data.view}`;
   if (root.__vv && root.__vv.viewKey === viewKey) {  // a script run of the same view: keep the browser's state
     root.__vv.adopt(data);
-    return () => root.__vv && root.__vv.pause();
+    return () => root.__vv && root.__vv.stop();
   }
-  if (root.__vv) root.__vv.pause();
+  if (root.__vv) root.__vv.stop();
 
   const $ = (id) => root.querySelector(`[data-testid="${id}"]`);
   const sel = $("vv-class"), alphaIn = $("vv-alpha"), normIn = $("vv-norm"), gtIn = $("vv-gt");
@@ -209,11 +209,15 @@ export default function (component) {
   };
 
   // ---------------------------------------------------------------- state -> URL (no script run)
-  const syncUrl = () => {
+  let alive = true; // false once the player is unmounted (another page, another clip): it writes no more URLs
+  const syncUrl = (mine = false) => {
     STATES.set(viewKey, { ...state });
-    if (!data.clip) return; // an upload cannot be linked to
+    if (!alive || !data.clip || !document.contains(root)) return; // an upload cannot be linked to
     let changed = false;
     const u = new URL(window.location.href), q = u.searchParams;
+    // only while the address is the viewer's: after a click to another page, Streamlit has changed it
+    // before this (soon unmounted) player would write again
+    if (!mine && !/\/viewer\/?$/.test(u.pathname) && q.get("page") !== "viewer") return;
     // A link to the app's root path that names the page: it reopens this view without the failed
     // probes Streamlit's client makes for a sub-path (/viewer/_stcore/...).
     const rootPath = u.pathname.replace(/viewer\/?$/, "");
@@ -224,7 +228,8 @@ export default function (component) {
     if (changed) window.history.replaceState(window.history.state, "", u.toString());
   };
   let urlTimer = 0;
-  const syncUrlSoon = () => { clearTimeout(urlTimer); urlTimer = setTimeout(syncUrl, playing ? 400 : 0); };
+  // a change the user made in this (shown) player: its URL, whatever the address says now
+  const syncUrlSoon = () => { clearTimeout(urlTimer); urlTimer = setTimeout(() => syncUrl(true), playing ? 400 : 0); };
 
   // ---------------------------------------------------------------- actions
   const setClass = (c) => {
@@ -272,10 +277,26 @@ export default function (component) {
   };
   canvas.onmouseleave = () => { readout.textContent = "Hover over the frame to read a cell's value."; };
 
+  const timers = [];
+  const stop = () => {  // unmounted: no playback, no pending URL write, and the player's parameters leave the URL
+    alive = false;
+    pause();
+    clearTimeout(urlTimer);
+    timers.forEach(clearTimeout);
+    // another page (Streamlit keeps plain parameters across a page switch) or the same view about to be
+    // mounted again (adopt() writes them back at once)
+    const u = new URL(window.location.href), q = u.searchParams;
+    if (q.get("page") === "viewer" && q.get("clip") === data.clip && !/\/viewer\/?$/.test(u.pathname)) {
+      for (const k of ["page", "clip", "cls", "frame", "alpha", "norm", "gt"]) q.delete(k);
+      window.history.replaceState(window.history.state, "", u.toString());
+    }
+  };
   root.__vv = {
     viewKey,
     pause,
+    stop,
     adopt(d) {  // a later script run of the same view: maps fetched on request join the payload
+      alive = true; // Streamlit unmounted and remounted the same view (its cleanup ran first)
       let added = false;
       for (const c of d.available) if (!available.has(c)) added = true;
       if (added) {
@@ -286,7 +307,7 @@ export default function (component) {
         });
         if (d.init && available.has(d.init.cls) && d.init.cls !== state.cls) setClass(d.init.cls);
       }
-      syncUrl(); // the server may have rewritten the URL from its (older) copy of the parameters
+      syncUrl(true); // the view is shown again: its parameters go back (the server may also have rewritten the URL)
     },
   };
 
@@ -295,10 +316,10 @@ export default function (component) {
     sel.value = String(state.cls); alphaIn.value = String(state.alpha); normIn.value = state.norm; gtIn.checked = state.gt;
     cur = classView(state.cls);
     redrawAll();
+    syncUrl(true); // a view just shown writes its parameters
     // Streamlit may still rewrite the address bar from its own copy of the parameters (a page switch
     // that is settling): write the player's state again once that has happened.
-    setTimeout(syncUrl, 300);
-    setTimeout(syncUrl, 1500);
+    timers.push(setTimeout(syncUrl, 300), setTimeout(syncUrl, 1500));
   });
-  return () => pause();
+  return stop;
 }
