@@ -227,3 +227,27 @@ def test_cli_explain_rejects_bad_videos_and_escaping_ids(tmp_path, tiny_ds):
     r = run_cli("explain", "../../x", "--data", str(tiny_ds), "--checkpoint", str(ck))
     assert r.returncode == 2 and "no clip with id '../../x'" in r.stderr
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_a_clip_listed_twice_is_an_error_naming_both_entries(tmp_path):
+    entries = [{"id": "1", "template": "Dropping [something]", "placeholders": []},
+               {"id": "2", "template": "Dropping [something]", "placeholders": []},
+               {"id": "1", "template": "Tearing [something]", "placeholders": []}]
+    root = make_v2(tmp_path / "v2", entries)
+    with pytest.raises(DatasetError, match=r"clip id '1' is listed twice: train.json entry 0 and train.json entry 2"):
+        open_dataset(root)
+
+
+def test_a_huge_class_id_is_a_plain_error(tmp_path):
+    root = make_v2(tmp_path / "v2", [{"id": "1", "template": "Dropping [something]"}],
+                   labels={"Dropping something": "99999999999"})
+    with pytest.raises(DatasetError, match="has id 99999999999; class ids must be below"):
+        open_dataset(root)  # (it used to allocate a list of that many classes: MemoryError)
+
+
+def test_an_image_renamed_as_a_video_is_refused(tmp_path):
+    img = tmp_path / "still.mp4"
+    ok, buf = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))
+    img.write_bytes(buf.tobytes())
+    r = run_cli("explain", str(img), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and f"{img}: an image file, not a video" in r.stderr

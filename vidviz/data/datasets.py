@@ -31,6 +31,7 @@ from vidviz.data.video import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 from vidviz.errors import DatasetError, UnsafePathError, VidvizError
 
 SPLITS = ("train", "validation", "test")
+MAX_CLASS_ID = 100_000  # Something-Something has 174 classes, Kinetics 700: a larger id is a broken file
 V2_VIDEO_DIRS = ("20bn-something-something-v2", "videos", ".")
 
 
@@ -165,6 +166,9 @@ def read_ssv2(root: str | Path, subset: list[str] | None = None) -> VideoDataset
             raise DatasetError(f"class {name!r} has a non-integer id {idx!r}", labels_path) from None
     if len(set(ids.values())) != len(ids):
         raise DatasetError("two templates share one id", labels_path)
+    if ids and max(ids.values()) >= MAX_CLASS_ID:  # the class list is sized by the largest id
+        name, idx = max(ids.items(), key=lambda kv: kv[1])
+        raise DatasetError(f"class {name!r} has id {idx}; class ids must be below {MAX_CLASS_ID}", labels_path)
     k = max(ids.values()) + 1
     classes = [""] * k
     for name, idx in ids.items():
@@ -184,6 +188,7 @@ def read_ssv2(root: str | Path, subset: list[str] | None = None) -> VideoDataset
     templates_seen: dict[int, str] = {}
     video_dir = _find_video_dir(root)
     records, problems = [], []
+    first_seen: dict[str, str] = {}  # clip id -> where it was first listed
     found_split = False
     for split in SPLITS:
         sp = root / f"{split}.json"
@@ -204,6 +209,9 @@ def read_ssv2(root: str | Path, subset: list[str] | None = None) -> VideoDataset
             except UnsafePathError as err:
                 problems.append((where, str(err)))
                 continue
+            if cid in first_seen:  # counted twice, it would skew every figure of its split
+                raise DatasetError(f"clip id {cid!r} is listed twice: {first_seen[cid]} and {where}", root)
+            first_seen[cid] = where
             template = e.get("template")
             label = None
             if template is not None:

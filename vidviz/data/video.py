@@ -122,6 +122,10 @@ def _check_file(path: Path) -> None:
         return
     if path.stat().st_size == 0:
         raise VideoError("file is empty (0 bytes)", path)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")):  # FFmpeg would read it as a one-frame video
+        raise VideoError("an image file, not a video", path)
 
 
 def _open(path: Path) -> cv2.VideoCapture:
