@@ -315,8 +315,7 @@ def stored_predictions(ds, split_name: str):
 
     ckpt = chosen()[1]
     try:
-        d = vstore.store_dir(ds, _checkpoint_hash(str(ckpt), ckpt.stat().st_mtime_ns), split_name)
-        st_ = vstore.open_store(d, None, ds.fingerprint()) if (d / "meta.json").is_file() else None
+        st_ = vstore.find_store(ds, _checkpoint_hash(str(ckpt), ckpt.stat().st_mtime_ns), split_name)
     except (VidvizError, OSError):
         return None
     return None if st_ is None else st_.prediction_columns()

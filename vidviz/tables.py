@@ -94,6 +94,16 @@ def class_counts(df: pd.DataFrame) -> dict[str, int]:
 SORTS = {"confidence": ("prob", False), "margin": ("margin", True), "entropy": ("entropy", False)}
 
 
+def _pair_mask(table: pd.DataFrame, true_cls: int | None, pred_cls: int | None) -> np.ndarray:
+    """Rows of ``true_cls`` and ``pred_cls`` (None: any) of a store's table."""
+    mask = np.ones(len(table), dtype=bool)
+    if true_cls is not None:
+        mask &= (table["label"] == true_cls).to_numpy()
+    if pred_cls is not None:
+        mask &= (table["pred"] == pred_cls).to_numpy()
+    return mask
+
+
 def select(table: pd.DataFrame, case: str, sort: str = "confidence", true_cls: int | None = None,
            pred_cls: int | None = None) -> pd.DataFrame:
     """Rows of one case, optionally of one true and/or predicted class, sorted.
@@ -101,12 +111,7 @@ def select(table: pd.DataFrame, case: str, sort: str = "confidence", true_cls: i
     confidence: most confident first; margin: smallest top-1/top-2 margin first (the closest calls);
     entropy: most uncertain first.
     """
-    mask = (table["case"] == case).to_numpy().copy()
-    if true_cls is not None:
-        mask &= (table["label"] == true_cls).to_numpy()
-    if pred_cls is not None:
-        mask &= (table["pred"] == pred_cls).to_numpy()
-    rows = table[mask]
+    rows = table[_pair_mask(table, true_cls, pred_cls) & (table["case"] == case).to_numpy()]
     col, ascending = SORTS[sort]
     return rows.sort_values(col, ascending=ascending, kind="stable")
 
@@ -127,10 +132,5 @@ def confused_pairs(conf: np.ndarray, classes: list[str], top: int = 20) -> pd.Da
 
 def case_counts(table: pd.DataFrame, true_cls: int | None = None, pred_cls: int | None = None) -> dict[str, int]:
     """Clips of each case among those of ``true_cls`` and ``pred_cls`` (None: any)."""
-    mask = np.ones(len(table), dtype=bool)
-    if true_cls is not None:
-        mask &= (table["label"] == true_cls).to_numpy()
-    if pred_cls is not None:
-        mask &= (table["pred"] == pred_cls).to_numpy()
-    vc = table["case"][mask].value_counts()
+    vc = table["case"][_pair_mask(table, true_cls, pred_cls)].value_counts()
     return {c: int(vc.get(c, 0)) for c in ("positive", "medium", "negative")}

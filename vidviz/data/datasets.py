@@ -73,6 +73,7 @@ class VideoDataset:
     _boxes: dict[str, list[list[Box]]] | None = field(default=None, repr=False)
     _by_id: dict[str, ClipRecord] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self._by_id = {r.id: r for r in self.records}
@@ -119,12 +120,18 @@ class VideoDataset:
         return str(clip_id) in self._by_id
 
     def fingerprint(self) -> str:
-        """Hash of the label and split files (not the videos): changes when the dataset does."""
-        h = hashlib.sha256(self.format.encode())
-        h.update(json.dumps(self.classes).encode())
-        for r in self.records:
-            h.update(f"{r.id}|{r.label}|{r.split}|{r.path.name}\n".encode())
-        return h.hexdigest()[:16]
+        """Hash of the label and split files (not the videos): changes when the dataset does.
+
+        Computed once: the records are fixed when the dataset is opened, and every page run and store
+        lookup asks for it (hashing every record each time costs seconds on a large dataset).
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256(self.format.encode())
+            h.update(json.dumps(self.classes).encode())
+            for r in self.records:
+                h.update(f"{r.id}|{r.label}|{r.split}|{r.path.name}\n".encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
 
 # ---------------------------------------------------------------- Something-Something v2

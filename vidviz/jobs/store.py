@@ -196,12 +196,12 @@ def open_store(path: str | Path, checkpoint_hash: str | None = None, fingerprint
     return Store(path, meta, table, maps, mc, curves)
 
 
-def open_store_for(backend, split: str, root: str | Path | None = None) -> Store | None:
-    """The store of ``backend``'s checkpoint + dataset for ``split``, or None when there is none."""
-    ds = backend.dataset
-    if ds is None:
-        return None
-    d = store_dir(ds, backend.checkpoint_hash, split, root)
+def find_store(ds: VideoDataset, checkpoint_hash: str, split: str, root: str | Path | None = None) -> Store | None:
+    """The store of a checkpoint (by its file's hash) and ``ds`` for ``split``, or None when there is none.
+
+    Needs no model, so the dataset browser can show stored predictions before the model has loaded.
+    """
+    d = store_dir(ds, checkpoint_hash, split, root)
     if not (d / "meta.json").is_file():
         return None
     try:
@@ -209,7 +209,12 @@ def open_store_for(backend, split: str, root: str | Path | None = None) -> Store
             return None  # an older format: the page offers to rebuild it (finished parts are reused)
     except json.JSONDecodeError:
         pass  # open_store names the problem
-    return open_store(d, backend.checkpoint_hash, ds.fingerprint())
+    return open_store(d, checkpoint_hash, ds.fingerprint())
+
+
+def open_store_for(backend, split: str, root: str | Path | None = None) -> Store | None:
+    """The store of ``backend``'s checkpoint + dataset for ``split``, or None when there is none."""
+    return None if backend.dataset is None else find_store(backend.dataset, backend.checkpoint_hash, split, root)
 
 
 def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | Path | None = None, k: int = 5,

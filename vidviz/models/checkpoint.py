@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from vidviz.data.io import atomic_write_bytes
+from vidviz.data.io import atomic_write_bytes, file_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import ResNet3dConfig, VideoClassifier, build_resnet3d, i3d_resnet50, i3d_resnet_tiny
 from vidviz.models.torchvision_video import TORCHVISION_ARCHS, torchvision_video
-from vidviz.models.weights import file_hash, load_state_strict, torch_load
+from vidviz.models.weights import load_state_strict, torch_load
 
 FORMAT, VERSION = "vidviz-checkpoint", 1
 ARCHS = ("i3d_resnet_tiny", "i3d_resnet50", *TORCHVISION_ARCHS)

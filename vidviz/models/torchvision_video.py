@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
+from vidviz.data.io import file_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
-from vidviz.models.weights import file_hash, load_state_strict, torch_load
+from vidviz.models.weights import load_state_strict, torch_load
 
 #: arch -> the name of its torchvision weights enum. torchvision itself is imported only when one
 #: of these models is built: importing it costs about 170 MB of memory that the app otherwise never needs.

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from vidviz.data.io import file_hash  # noqa: F401  (re-exported: checkpoints hash their files)
 from vidviz.errors import CheckpointError
 
 
