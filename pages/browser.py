@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from vidviz import render, tables
+from vidviz import tables
 
 ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 ui.landing()
@@ -54,6 +54,10 @@ with ui.plain_errors():
         else:
             st.info("Select a clip in the table to preview it and open it in the viewer.")
     with right:
-        st.plotly_chart(render.histogram_figure(tables.class_counts(rows)), key="br_hist", width="stretch")
+        counts = tables.class_counts(rows)  # a table, not a chart: no plotting library to load on the first page
+        st.dataframe(counts, hide_index=True, key="br_hist", width="stretch", height=min(420, 35 * len(counts) + 38),
+                     column_config={"class": st.column_config.TextColumn("Class", width="large"),
+                                    "clips": st.column_config.ProgressColumn(
+                                        "Clips", format="%d", min_value=0, max_value=int(counts["clips"].max() or 1))})
 
 ui.keep(*FILTERS)

@@ -55,8 +55,9 @@ def test_browser_page_lists_and_filters_clips(backend):
     cap = next(c.value for c in at.caption if "split match" in c.value)
     n_unc = sum(1 for r in ds.split("test") if r.template == "Uncovering [something]")
     assert cap.startswith(f"{n_unc} of the {n_test} clips")
-    assert at.get("plotly_chart")
     assert set(at.dataframe[0].value["label"]) == {"Uncovering [something]"}
+    counts = at.dataframe[1].value  # clips per class of the filtered rows
+    assert counts.to_dict("records") == [{"class": "Uncovering [something]", "clips": n_unc}]
 
 
 def player_data(at: AppTest) -> dict:

@@ -10,6 +10,7 @@ from support import moving_square_frames, write_vp9
 from vidviz.data.video import (
     InputSpec,
     centre_square,
+    header,
     load_clip,
     probe,
     read_frames,
@@ -102,17 +103,16 @@ def test_bad_files_raise_typed_one_line_errors(tmp_path, content, problem):
     assert str(p) in msg and problem in msg and "\n" not in msg
 
 
-def test_truncated_video_decodes_what_is_there_or_fails_cleanly(tmp_path):
+def test_truncated_video_is_reported_not_padded(tmp_path):
     p = write_video(tmp_path / "t.avi", moving_square_frames(40), 12.0)
     data = p.read_bytes()
+    assert probe(p).num_frames == 40 and header(p).num_frames == 40
     cut = tmp_path / "cut.avi"
-    cut.write_bytes(data[: len(data) // 2])
-    try:
-        info = probe(cut)
-    except VideoError as e:
-        assert str(cut) in str(e)
-    else:
-        assert 0 < info.num_frames < 40  # counted by decoding, not from the (now wrong) header
+    cut.write_bytes(data[: len(data) // 2])  # the header still declares 40 frames
+    for read in (probe, lambda f: load_clip(f, InputSpec())):
+        with pytest.raises(VideoError) as e:
+            read(cut)
+        assert str(cut) in str(e.value) and "truncated" in str(e.value) and "of the 40 frames" in str(e.value)
     cut2 = tmp_path / "cut2.avi"
     cut2.write_bytes(data[:300])
     with pytest.raises(VideoError):

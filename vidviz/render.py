@@ -216,16 +216,6 @@ def importance_figure(curves: dict[str, np.ndarray], selected: int | None = None
     return {"data": data, "layout": layout}
 
 
-def histogram_figure(counts: dict[str, int], title: str = "Clips per class"):
-    import plotly.graph_objects as go
-
-    names = list(counts)
-    fig = go.Figure(go.Bar(x=[counts[n] for n in names], y=names, orientation="h"))
-    fig.update_layout(title=title, height=max(250, 18 * len(names) + 80), margin=dict(l=10, r=10, t=40, b=30),
-                      yaxis=dict(autorange="reversed"))
-    return fig
-
-
 def confusion_table(conf: np.ndarray, classes: Sequence[str]):
     """The confusion matrix as a shaded table (a pandas Styler): rows ``i: true class`` (full names), columns
     predicted class indices (the page gives each header its name on hover); readable from 12 to 174 classes,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from vidviz.data.datasets import VideoDataset
-from vidviz.data.video import probe
+from vidviz.data.video import header
 from vidviz.errors import VidvizError
 
 
@@ -59,11 +59,11 @@ def page_of(df: pd.DataFrame, page: int, size: int) -> pd.DataFrame:
 
 
 def with_video_info(page: pd.DataFrame, ds: VideoDataset, fps_default: float = 12.0) -> pd.DataFrame:
-    """Add frame count and duration (decoded, cached per file) to a page of rows."""
+    """Add frame count and duration (as each container declares them, no decoding) to a page of rows."""
     frames, secs = [], []
     for cid in page["id"]:
         try:
-            info = probe(ds.get(str(cid)).path, fps_default)
+            info = header(ds.get(str(cid)).path, fps_default)
             frames.append(info.num_frames)
             secs.append(round(info.duration, 2))
         except VidvizError:
@@ -84,9 +84,10 @@ def with_predictions(page: pd.DataFrame, predictions: pd.DataFrame | None) -> pd
     return out[first + [c for c in out.columns if c not in first]]
 
 
-def class_counts(df: pd.DataFrame) -> dict[str, int]:
+def class_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Clips per class of a filtered table, most first: columns ``class``, ``clips``."""
     vc = df["label"].fillna("(no label)").value_counts()
-    return {str(k): int(v) for k, v in vc.items()}
+    return pd.DataFrame({"class": [str(k) for k in vc.index], "clips": vc.to_numpy(dtype=np.int64)})
 
 
 # ---------------------------------------------------------------- the confusion gallery

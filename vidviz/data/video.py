@@ -171,9 +171,8 @@ def _probe_cached(path: str, mtime_ns: int, size: int, default_fps: float) -> Vi
         return VideoInfo(len(files), default_fps, first.shape[0], first.shape[1])
     cap = _open(p)
     try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        if not np.isfinite(fps) or fps <= 0 or fps > 1000:
-            fps = default_fps
+        fps = _container_fps(cap, default_fps)
+        declared = _container_frames(cap)
         n, shape = 0, None
         while True:
             ok = cap.grab()
@@ -192,7 +191,40 @@ def _probe_cached(path: str, mtime_ns: int, size: int, default_fps: float) -> Vi
         cap.release()
     if n == 0 or shape is None:
         raise VideoError("no decodable frame (truncated or corrupt video)", p)
+    if declared and n < declared - max(2, 0.05 * declared):  # never padded silently: the file is cut short
+        raise VideoError(f"truncated video: only {n} of the {declared} frames its container declares decode", p)
     return VideoInfo(n, fps, shape[0], shape[1])
+
+
+def _container_fps(cap: cv2.VideoCapture, default_fps: float) -> float:
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return fps if np.isfinite(fps) and 0 < fps <= 1000 else default_fps
+
+
+def _container_frames(cap: cv2.VideoCapture) -> int:
+    """The frame count the container declares (from its duration and rate), 0 when it declares none."""
+    n = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+    return int(round(n)) if np.isfinite(n) and 0 < n <= 10 * MAX_SOURCE_FRAMES else 0
+
+
+def header(path: str | Path, default_fps: float = 12.0) -> VideoInfo:
+    """What the container declares (frames, rate, size), read without decoding: for tables of many clips.
+
+    Falls back to :func:`probe` (decoding) for frame folders and containers that declare no frame count.
+    The viewer and every computation use :func:`probe`, which decodes and reports a truncated file.
+    """
+    p = Path(path)
+    _check_file(p)
+    if p.is_dir():
+        return probe(p, default_fps)
+    cap = _open(p)
+    try:
+        n = _container_frames(cap)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        fps = _container_fps(cap, default_fps)
+    finally:
+        cap.release()
+    return VideoInfo(n, fps, h, w) if n and w and h else probe(p, default_fps)
 
 
 def probe(path: str | Path, default_fps: float = 12.0) -> VideoInfo:
