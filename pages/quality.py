@@ -42,8 +42,11 @@ with ui.plain_errors():
     scored = clips["clip"].nunique()
     st.markdown(f"**{scored} of {labelled} labelled clips** of the **{split}** split scored; target: the true "
                 "class. Each cell: mean ± 95% confidence interval (number of clips it comes from).")
-    st.dataframe(summary_by_metric(summary), key="qa_summary", width="stretch",
-                 column_config={"definition": st.column_config.TextColumn("definition", width="large")})
+    by_metric = summary_by_metric(summary)
+    st.dataframe(by_metric.drop(columns="definition"), key="qa_summary", width="stretch")
+    with st.container(key="qa_definitions"):  # the definitions below the table: it stays narrow enough to read
+        st.markdown("  \n".join(f"**{name}** ({row['better']} is better): {row['definition']}"
+                                 for name, row in by_metric.iterrows()))
 
     metric = st.selectbox("Metric", list(METRICS), key="qa_metric", bind="query-params",
                           format_func=lambda m: METRIC_INFO[m][0])

@@ -14,9 +14,12 @@ qp = st.query_params
 VIDEO_TYPES = ["webm", "mp4", "avi", "mkv", "mov", "m4v"]
 
 
+CLASS_PARAMS = ("below", "a", "b")  # the class of the sections below and the compared classes, per clip
+
+
 def _show_clip(clip_id: str | None) -> None:
     """Any change of clip opens a new view on that clip's own top class: the player's parameters go."""
-    for k in ("clip", *ui.PLAYER_PARAMS):
+    for k in ("clip", *ui.PLAYER_PARAMS, *CLASS_PARAMS):
         if k in st.query_params:
             del st.query_params[k]
     if clip_id:
@@ -96,9 +99,21 @@ with ui.plain_errors():
     st.divider()
     order = [c for c, _ in top]
     probs = opened.probs
+    linked = rec is not None and qp.get("clip") == rec.id  # class parameters in the URL apply to this clip only
+
+    def url_class(name: str, default: int, allowed) -> int:
+        v = qp.get(name) if linked else None
+        return int(v) if v is not None and v.isdigit() and int(v) in allowed else default
+
+    def to_url(name: str, widget: str) -> None:
+        if rec is not None:  # an upload has no link
+            st.query_params[name] = str(st.session_state[widget])
+
+    view = st.session_state.vw_view
     cls = st.selectbox("Class for the temporal tests and downloads below (top predictions first)", order,
-                       index=order.index(init["cls"]), key=f"vw_below_{st.session_state.vw_view}",
-                       format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})")
+                       index=order.index(url_class("below", init["cls"], order)), key=f"vw_below_{view}",
+                       format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
+                       on_change=to_url, args=("below", f"vw_below_{view}"))
 
     if st.toggle("Compare two classes", key="compare", bind="query-params"):
         true_idx = rec.label if rec is not None else None
@@ -106,10 +121,12 @@ with ui.plain_errors():
         b_default = top[0][0] if top[0][0] != a_default else top[1][0]
         names = list(range(len(b.classes)))
         ca, cb = st.columns(2)
-        cls_a = ca.selectbox("Class A (default: true label)", names, index=a_default, key=f"vw_cls_a_{key}",
-                             format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})")
-        cls_b = cb.selectbox("Class B (default: prediction)", names, index=b_default, key=f"vw_cls_b_{key}",
-                             format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})")
+        cls_a = ca.selectbox("Class A (default: true label)", names, index=url_class("a", a_default, names),
+                             key=f"vw_cls_a_{view}", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
+                             on_change=to_url, args=("a", f"vw_cls_a_{view}"))
+        cls_b = cb.selectbox("Class B (default: prediction)", names, index=url_class("b", b_default, names),
+                             key=f"vw_cls_b_{view}", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
+                             on_change=to_url, args=("b", f"vw_cls_b_{view}"))
         pair = b.explain(key, [cls_a, cls_b], method, layer)
         scale = max(float(pair.maps.max()), 1e-12)  # one scale for both, so they compare
         frames = opened.clip.frames

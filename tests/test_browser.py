@@ -301,8 +301,12 @@ def test_a_link_with_every_parameter_restores_every_control(server, page, defaul
     # the viewer: toggles, method and layer, and the player's display settings
     clip = b.dataset.split("test")[6].id
     cls = b.predict(clip)[1][0]
+    top = [c for c, _ in b.predict(clip)]  # every class, most probable first
+    true = b.dataset.get(clip).label
+    # none of them a default (the true label, the top-1, the player's class)
+    below, cls_a, cls_b, later = [c for c in top if c not in (true, top[0], top[1])][:4]
     pg.goto(f"{server}/?page=viewer&clip={clip}&cls={cls}&frame=7&alpha=0.30&norm=frame&gt=1&compare=true"
-            "&temporal=true&layer=layer4&method=gradcam")
+            f"&temporal=true&layer=layer4&method=gradcam&below={below}&a={cls_a}&b={cls_b}")
     wait_ready(pg, "Grad-CAM viewer")
     wait_player(pg, cls=cls, frame=7)
     assert pg.locator('[data-testid="vv-alpha"]').input_value() == "0.3"
@@ -310,7 +314,30 @@ def test_a_link_with_every_parameter_restores_every_control(server, page, defaul
     assert pg.locator('[data-testid="vv-gt"]').is_checked()
     pg.get_by_text("Difference A − B").first.wait_for(timeout=60_000)  # the compare toggle is on
     pg.get_by_text("on the clip as it is").first.wait_for(timeout=60_000)  # the temporal tests are on
+    names = b.classes
+    assert names[below] in select_text(pg, "Class for the temporal tests")
+    assert names[cls_a] in select_text(pg, "Class A") and names[cls_b] in select_text(pg, "Class B")
+    # a class chosen here goes into the link
+    choose(pg, "Class B", names[later])
+    pg.wait_for_function(f"() => new URL(location.href).searchParams.get('b') === '{later}'", timeout=30_000)
     assert page.errors == []
+
+
+def combo(pg, label: str):
+    """A Streamlit selectbox (a combobox input named by its label)."""
+    return pg.get_by_role("combobox", name=re.compile("^" + re.escape(label))).first
+
+
+def select_text(pg, label: str) -> str:
+    """The value a Streamlit selectbox shows."""
+    return combo(pg, label).input_value()
+
+
+def choose(pg, label: str, option: str) -> None:
+    box = combo(pg, label)
+    box.click()
+    box.fill(option)  # filters the options; the first match is the one typed
+    pg.locator('[role="listbox"] [role="option"]').filter(has_text=option).first.click()
 
 
 @pytest.mark.browser
@@ -334,4 +361,123 @@ def test_the_first_page_explains_vidviz_and_filters_survive_a_visit_elsewhere(se
     pg.get_by_role("link", name=re.compile("2. See its per-frame maps")).click()
     wait_ready(pg, "Grad-CAM viewer")
     wait_player(pg)
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_the_quality_page_scores_from_the_page_and_explains_every_figure(server, page, default_backend):
+    pg = page.pg
+    default_ds = default_backend.dataset
+    split = "validation"  # a split no other test scores: the page starts with no result
+    n_labelled = sum(1 for r in default_ds.split(split) if r.label is not None)
+    pg.goto(f"{server}/?page=quality&split={split}")
+    wait_ready(pg, "Saliency quality")
+    assert pg.get_by_text(f"No saliency-quality scores for the {split} split").is_visible()
+    box = pg.get_by_role("spinbutton", name=re.compile("^Clips to score"))
+    box.fill("2")
+    box.press("Enter")
+    pg.wait_for_function("() => location.search.includes('qa_n=2')", timeout=30_000)
+    wait_ready(pg, "Saliency quality")
+    pg.get_by_role("button", name=re.compile("Score Grad-CAM and Grad-CAM\\+\\+")).click()
+    pg.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)  # progress while it scores
+    pg.get_by_text(f"2 of {n_labelled} labelled clips").wait_for(timeout=180_000)
+    wait_ready(pg, "Saliency quality")
+    table = pg.locator('[data-testid="stDataFrame"]').filter(
+        has=pg.locator('[role="columnheader"]', has_text="better"))
+    table.locator('[role="gridcell"]').first.wait_for(state="attached", timeout=60_000)
+    cells = table.locator('[role="gridcell"]').all_inner_texts()
+    heads = table.locator('[role="columnheader"]').all_inner_texts()
+    assert {"better", "gradcam", "gradcam++", "random", "centre", "motion"} <= {h.strip() for h in heads}
+    assert any(c.endswith("(2)") for c in cells)  # every figure says how many clips it comes from
+    assert {"higher", "lower"} <= set(cells)  # and which direction is better
+    from vidviz.jobs.quality import METRIC_INFO
+
+    defined = pg.locator(".st-key-qa_definitions").inner_text()
+    for name, definition in METRIC_INFO.values():  # every metric defined in a sentence, with its direction
+        if name in cells:
+            assert f"{name} (" in defined and definition in defined
+    # readable without sideways scrolling: the table is no wider than its frame
+    wide = table.evaluate("el => { const s = el.querySelector('.dvn-scroller'); return s ? s.scrollWidth - s.clientWidth : 0; }")
+    assert wide <= 1
+    assert select_text(pg, "Method").strip() == "gradcam"  # the per-clip view starts on Grad-CAM
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_the_smaller_points(server, page, default_store, default_backend):
+    pg = page.pg
+    default_ds = default_backend.dataset
+    test = default_ds.split("test")
+    # the browser's caption keeps the split and the dataset apart; the stored predictions are in view
+    pg.goto(server + "/")
+    wait_ready(pg, "Dataset browser")
+    pg.get_by_text(f"{len(test)} of the {len(test)} clips of the test split match "
+                   f"({len(default_ds.records)} in the dataset)").wait_for(timeout=30_000)
+    grid = pg.locator(".st-key-br_table")
+    grid.locator('[role="columnheader"]').first.wait_for(state="attached", timeout=60_000)
+    heads = [h.strip() for h in grid.locator('[role="columnheader"]').all_inner_texts()]
+    assert heads[:4] == ["id", "label", "prediction", "p"]
+    # a gallery card says which class its heatmap explains
+    pg.goto(server + "/?page=gallery")
+    wait_ready(pg, "Confusion gallery")
+    card = pg.get_by_text(re.compile(r"^clip \d+ · heatmap")).first.inner_text()
+    cid = card.split()[1]
+    row = default_store.table[default_store.table["id"].astype(str) == cid].iloc[0]
+    assert default_store.classes[int(row["pred"])] in card
+    # the method box shows its whole value
+    clip = test[3].id
+    pg.goto(f"{server}/?page=viewer&clip={clip}&method=gradcam%2B%2B")
+    wait_ready(pg, "Grad-CAM viewer")
+    wait_player(pg)
+    assert select_text(pg, "Method") == "gradcam++"
+    assert combo(pg, "Method").evaluate("el => el.scrollWidth <= el.clientWidth + 1")  # not cut off
+    # the frame-grid download names its class and numbers its frames
+    with pg.expect_download() as dl:
+        pg.get_by_role("button", name="Frame grid (.png)").click()
+    import cv2
+
+    png = cv2.imread(dl.value.path())
+    cls = default_backend.predict(clip)[0][0]  # the downloads explain the clip's top-1 class
+    assert dl.value.suggested_filename.startswith(f"{clip}_{cls}_gradcampp_")
+    w = (png.shape[1] + 2) // 8 - 2  # 8 tiles a row, 2 px apart
+    assert png.shape[0] == 18 + 2 * (w + 2) - 2  # a title band above two rows of frames
+    assert (png[:18] < 100).any()  # the title's dark text
+    # a clip id that is not in the dataset: a plain error without the server's paths
+    box = pg.get_by_role("textbox", name="Clip id")
+    box.fill("no-such-clip")
+    box.press("Enter")
+    err = pg.locator('[data-testid="stAlertContentError"]').first
+    err.wait_for(timeout=60_000)
+    assert "no-such-clip" in err.inner_text() and str(default_ds.root) not in err.inner_text()
+    no_exception(pg)
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_a_confusion_matrix_cell_drills_down_to_its_clips(server, page, default_store):
+    t = default_store.table
+    classes = default_store.classes
+    k = len(classes)
+    pg = page.pg
+    pg.goto(server + "/?page=gallery")
+    wait_ready(pg, "Confusion gallery")
+    grid = pg.locator(".st-key-ga_conf")
+    grid.locator('[role="gridcell"]').first.wait_for(state="attached", timeout=60_000)
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    # the last row's last cell (the diagonal: that class's positives), cells 40 px wide and 35 px high
+    width = grid.evaluate("el => el.querySelector('.dvn-scroller').scrollWidth")
+    pg.mouse.click(box["x"] + width - 20, box["y"] + 35 + 35 * (k - 1) + 17)
+    name = classes[k - 1]
+    from urllib.parse import parse_qs, urlparse
+
+    pg.wait_for_function("() => location.search.includes('ga_true=') && location.search.includes('ga_pred=')",
+                         timeout=60_000)
+    wait_ready(pg, "Confusion gallery")
+    q = parse_qs(urlparse(pg.url).query)
+    assert q["ga_true"] == [name] and q["ga_pred"] == [name]
+    want = set(t[(t["label"] == k - 1) & (t["pred"] == k - 1) & (t["case"] == "positive")]["id"].astype(str))
+    assert want
+    eventually(lambda: bool(card_clips(pg)) and card_clips(pg) <= want)  # only that cell's clips (a page of them)
+    no_exception(pg)
     assert page.errors == []

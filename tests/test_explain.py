@@ -365,3 +365,22 @@ def test_draw_boxes_maps_source_pixels_into_the_crop():
     assert out[0, 2, 0].tolist() == [255, 220, 0]  # the hand's top-left corner, yellow
     assert out[0, 8, 15].tolist() == [0, 0, 0]  # inside the object box: not filled; distractors not drawn
     assert frames.sum() == 0  # the input is not drawn on
+
+
+@pytest.mark.parametrize("k", [40, 174])  # the seed's subset, the whole of Something-Something v2
+def test_the_confusion_table_keeps_full_names_at_40_and_174_classes(k):
+    rng = np.random.default_rng(k)
+    conf = rng.integers(0, 4, (k, k))
+    conf[np.arange(k), np.arange(k)] = 30
+    names = [f"Pretending to put [something] next to [something] #{i}" for i in range(k)]
+    styler = render.confusion_table(conf, names)
+    df = styler.data
+    assert list(df.index) == [f"{i}: {n}" for i, n in enumerate(names)]  # full names down the side
+    assert list(df.columns) == [str(j) for j in range(k)]  # narrow index headers across (names on hover)
+    assert (df.to_numpy() == conf).all()
+    import re
+
+    css = styler.to_html().split("</style>")[0]
+    darkest = re.search(r"([^{}]+)\{[^}]*rgba\(200, 30, 30, 0\.93\)", css).group(1)
+    cells = set(re.findall(r"row(\d+)_col(\d+)", darkest))
+    assert cells == {(str(i), str(i)) for i in range(k)}  # the diagonal, and only it, in the darkest shade
