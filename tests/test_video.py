@@ -159,3 +159,20 @@ def test_large_frames_are_downsized_as_they_are_read_and_boxes_follow(tmp_path):
     f = clip.frames[0].mean(-1)  # (480, 480)
     assert f[int(y1) + 5:int(y2) - 5, int(x1) + 5:int(x2) - 5].min() > 200  # inside the mapped box: white
     assert f[:int(y1) - 5].max() < 60 and f[:, :int(x1) - 5].max() < 60  # outside: black
+
+
+def test_decode_caps_are_set_from_the_environment_with_a_clear_message(tmp_path):
+    """``VIDVIZ_MAX_FRAMES`` and ``VIDVIZ_MAX_PIXELS``, through the command a user runs (a new process reads them)."""
+    from support import run_cli
+
+    p = write_video(tmp_path / "v.avi", moving_square_frames(30, h=64, w=96), 12.0)
+    out = tmp_path / "out"
+    r = run_cli("explain", str(p), "--out", str(out), env={"VIDVIZ_MAX_FRAMES": "20"})
+    assert r.returncode == 2 and "more than 20 frames" in r.stderr and "VIDVIZ_MAX_FRAMES" in r.stderr
+    r = run_cli("explain", str(p), "--out", str(out), env={"VIDVIZ_MAX_PIXELS": "5000"})
+    assert r.returncode == 2 and "96x64 pixels" in r.stderr and "VIDVIZ_MAX_PIXELS" in r.stderr
+    assert str(p) in r.stderr and not out.exists()
+    r = run_cli("explain", str(p), "--out", str(out), env={"VIDVIZ_MAX_FRAMES": "many"})
+    assert r.returncode == 2 and "VIDVIZ_MAX_FRAMES='many'" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("explain", str(p), "--out", str(out), env={"VIDVIZ_MAX_FRAMES": "40"})
+    assert r.returncode == 0, r.stderr  # within the cap

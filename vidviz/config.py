@@ -12,6 +12,8 @@ variable             what                                            default
 ``VIDVIZ_STORES``    precomputed stores (predictions, maps, quality) ``$VIDVIZ_HOME/stores``
 ``VIDVIZ_DATA_ROOTS`` extra dataset roots the app offers (``:``-sep.) none
 ``VIDVIZ_CHECKPOINTS`` extra checkpoint folders the app offers (``:``-sep.) none
+``VIDVIZ_MAX_FRAMES`` longest video decoded (frames; read at start)    18000
+``VIDVIZ_MAX_PIXELS`` largest frame decoded (pixels; read at start)     16777216 (4096 x 4096)
 ``VIDVIZ_DEBUG``     the CLI re-raises unexpected errors with a traceback off
 ``VIDVIZ_MALLOC_TUNING`` ``0`` turns the glibc allocator tuning off  on
 ==================== =============================================== ==========================

@@ -39,10 +39,24 @@ from vidviz.errors import InputTooLargeError, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
-#: Longest video (in decoded frames) vidviz will sample from: 10 min at 30 fps.
-MAX_SOURCE_FRAMES = 18_000
-#: Largest frame (in pixels) vidviz will decode: 4096 x 4096.
-MAX_FRAME_PIXELS = 4096 * 4096
+
+
+def _cap(name: str, default: int) -> int:
+    """A decode cap from the environment (read once, when vidviz starts); a bad value is one clear error."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        from vidviz.errors import UsageError
+
+        raise UsageError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return int(raw)
+
+
+#: Longest video (in decoded frames) vidviz will sample from: 10 min at 30 fps (``VIDVIZ_MAX_FRAMES``).
+MAX_SOURCE_FRAMES = _cap("VIDVIZ_MAX_FRAMES", 18_000)
+#: Largest frame (in pixels) vidviz will decode: 4096 x 4096 (``VIDVIZ_MAX_PIXELS``).
+MAX_FRAME_PIXELS = _cap("VIDVIZ_MAX_PIXELS", 4096 * 4096)
 #: Frames are downsized as they are read so that their shorter side is at most this (480p): a clip then
 #: costs memory in proportion to what the model and the display use, not to the file's resolution.
 MAX_DECODE_SIDE = 480
@@ -138,7 +152,8 @@ def _open(path: Path) -> cv2.VideoCapture:
     if w * h > MAX_FRAME_PIXELS:
         cap.release()
         raise InputTooLargeError(
-            f"frames of {w}x{h} pixels are larger than the {MAX_FRAME_PIXELS} pixels vidviz decodes", path)
+            f"frames of {w}x{h} pixels are larger than the {MAX_FRAME_PIXELS} pixels vidviz decodes "
+            "(VIDVIZ_MAX_PIXELS sets this cap)", path)
     return cap
 
 
@@ -153,7 +168,8 @@ def _to_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
         raise InputTooLargeError(
-            f"frames of {frame.shape[1]}x{frame.shape[0]} pixels are larger than vidviz decodes", path)
+            f"frames of {frame.shape[1]}x{frame.shape[0]} pixels are larger than the {MAX_FRAME_PIXELS} pixels "
+            "vidviz decodes (VIDVIZ_MAX_PIXELS sets this cap)", path)
     return frame
 
 
@@ -163,7 +179,7 @@ def _probe_cached(path: str, mtime_ns: int, size: int, default_fps: float) -> Vi
     if p.is_dir():
         files = _frame_files(p)
         if len(files) > MAX_SOURCE_FRAMES:
-            raise InputTooLargeError(f"more than {MAX_SOURCE_FRAMES} frames", p)
+            raise InputTooLargeError(f"more than {MAX_SOURCE_FRAMES} frames (VIDVIZ_MAX_FRAMES sets this cap)", p)
         first = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
         if first is None:
             raise VideoError(f"frame {files[0].name} is not a readable image", p)
@@ -186,7 +202,8 @@ def _probe_cached(path: str, mtime_ns: int, size: int, default_fps: float) -> Vi
             n += 1
             if n > MAX_SOURCE_FRAMES:
                 raise InputTooLargeError(
-                    f"video has more than {MAX_SOURCE_FRAMES} frames; cut out the part to explain", p)
+                    f"video has more than {MAX_SOURCE_FRAMES} frames; cut out the part to explain "
+                    "(VIDVIZ_MAX_FRAMES sets this cap)", p)
     finally:
         cap.release()
     if n == 0 or shape is None:
