@@ -146,6 +146,10 @@ def test_mismatched_or_broken_checkpoints(tmp_path, problem):
         del obj["state_dict"]["stages.stem.conv1.weight"]
     elif problem == "not_vidviz":
         obj = obj["state_dict"]
+    if problem in ("shape", "missing_key"):  # weights saved consistently, for another model
+        from vidviz.models.checkpoint import weights_sha256
+
+        obj["weights_sha256"] = weights_sha256(obj["state_dict"])
     if problem in ("arch", "shape", "missing_key", "not_vidviz"):
         torch.save(obj, p)
     with pytest.raises(CheckpointError) as e:
@@ -252,3 +256,52 @@ def test_inflating_from_a_weights_file(tmp_path):
     with pytest.raises(CheckpointError) as e:
         inflate_resnet2d(i3d_resnet50(["a", "b"]), other)
     assert str(e.value).startswith(f"{other}: 2D ResNet-50 weights do not match the model") and "mis-shaped" in str(e.value)
+
+
+def test_a_checkpoint_carries_a_checksum_of_its_weights_and_damage_is_refused(tmp_path, tiny_ds):
+    """Flipped weight bytes used to load and predict something else (#17)."""
+    import numpy as np
+    from support import random_model
+
+    model = random_model(3)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    obj = torch.load(path, weights_only=True)
+    assert re.fullmatch(r"[0-9a-f]{64}", obj["weights_sha256"])
+    load_checkpoint(path)  # intact: loads
+    # one byte of a weight flipped in the file itself
+    data = bytearray(path.read_bytes())
+    w = obj["state_dict"]["head.fc.weight"].numpy().tobytes()
+    at = bytes(data).find(w)
+    assert at > 0
+    data[at + 5] ^= 0x40
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    assert not np.array_equal(torch.load(bad, weights_only=True)["state_dict"]["head.fc.weight"].numpy(),
+                              obj["state_dict"]["head.fc.weight"].numpy())  # the damage reaches the weights
+    with pytest.raises(CheckpointError, match="do not match the checksum") as e:
+        load_checkpoint(bad)
+    assert str(bad) in str(e.value)
+    r = run_cli("evaluate", "--checkpoint", str(bad), "--data", str(tiny_ds))
+    assert r.returncode == 2 and "do not match the checksum" in r.stderr and str(bad) in r.stderr, r.stderr
+    # a checkpoint written before the checksum existed still loads
+    del obj["weights_sha256"]
+    old = tmp_path / "old.pt"
+    torch.save(obj, old)
+    assert load_checkpoint(old).classes == model.classes
+
+
+def test_a_model_whose_output_is_not_finite_is_an_error_naming_the_checkpoint(tmp_path, tiny_ds):
+    from support import random_model
+
+    from vidviz.backend import Backend
+    from vidviz.errors import ExplainError
+
+    model = random_model(3)
+    with torch.no_grad():
+        model.head.fc.weight[0, 0] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.pt", model)
+    b = Backend(path, tiny_ds)
+    clip = b.dataset.records[0].id
+    with pytest.raises(ExplainError, match="not finite") as e:
+        b.open(clip)
+    assert str(path) in str(e.value)

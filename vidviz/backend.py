@@ -25,7 +25,7 @@ import torch
 
 from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
-from vidviz.errors import VideoError
+from vidviz.errors import ExplainError, VideoError
 from vidviz.explain.cam import (
     Explanation,
     autograd_cams,
@@ -208,6 +208,9 @@ class Backend:
                             all_maps=maps[0].float().cpu().numpy(), seconds=time.perf_counter() - t0)
         for arr in (opened.logits, opened.probs, opened.all_maps):
             arr.setflags(write=False)
+        if not (np.isfinite(opened.probs).all() and np.isfinite(opened.all_maps).all()):
+            raise ExplainError(f"the model's output on clip {key!r} is not finite (NaN or infinite): the checkpoint's "
+                               "weights or input normalisation are broken", self.model.checkpoint_path)
         self._clips.put(key, opened, opened.nbytes)
         return opened
 

@@ -10,12 +10,15 @@ Layout of a vidviz checkpoint (a dict saved with ``torch.save``)::
     train_fingerprint: str         the training dataset's fingerprint
     metrics: dict                  measured accuracy etc.
     state_dict: dict[str, Tensor]
+    weights_sha256: str            SHA-256 of the state dict (names, dtypes, shapes, bytes), verified on load
 
-Nothing else is ever unpickled: a file carrying Python objects is refused.
+Nothing else is ever unpickled: a file carrying Python objects is refused. A checkpoint written before the
+checksum existed loads without it; one whose weights do not match their checksum is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -47,6 +50,16 @@ def build_model(arch: str, classes: list[str], spec: InputSpec | None = None, ar
     raise CheckpointError(f"unknown architecture {arch!r} (known: {', '.join(ARCHS)})")
 
 
+def weights_sha256(state: dict) -> str:
+    """A checksum of a state dict: every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, model: VideoClassifier, train_fingerprint: str = "", metrics: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Write ``model`` with its metadata, atomically."""
@@ -57,6 +70,7 @@ def save_checkpoint(path: str | Path, model: VideoClassifier, train_fingerprint:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(extra or {}),
     }
+    payload["weights_sha256"] = weights_sha256(payload["state_dict"])
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -77,6 +91,14 @@ def read_checkpoint(path: str | Path) -> dict:
             raise CheckpointError(f"checkpoint lacks '{key}'", path)
     if obj["arch"] not in ARCHS:
         raise CheckpointError(f"unknown architecture {obj['arch']!r} (known: {', '.join(ARCHS)})", path)
+    want = obj.get("weights_sha256")
+    if want is not None:
+        state = obj["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError("state_dict is not a mapping of names to tensors", path)
+        if weights_sha256(state) != want:
+            raise CheckpointError("its weights do not match the checksum stored with them "
+                                  "(the file is damaged or was edited); use an intact copy", path)
     return obj
 
 
