@@ -42,6 +42,11 @@ with ui.plain_errors():
     scored = clips["clip"].nunique()
     st.markdown(f"**{scored} of {labelled} labelled clips** of the **{split}** split scored; target: the true "
                 "class. Each cell: mean ± 95% confidence interval (number of clips it comes from).")
+    failed_path = out / "quality_failures.csv"
+    failed = pd.read_csv(failed_path) if failed_path.is_file() else None
+    if failed is not None and len(failed):
+        st.warning(f"{len(failed)} clip(s) could not be scored, e.g. clip {failed['clip'].iloc[0]}: "
+                   f"{failed['error'].iloc[0]} (all in quality_failures.csv of the store).")
     by_metric = summary_by_metric(summary)
     st.dataframe(by_metric.drop(columns="definition"), key="qa_summary", width="stretch")
     with st.container(key="qa_definitions"):  # the definitions below the table: it stays narrow enough to read

@@ -95,8 +95,11 @@ def test_spearman_and_baselines():
 
 @pytest.mark.slow
 def test_quality_cli_prints_methods_and_baselines(tiny_ds, tmp_path):
+    import shutil
+
     from support import run_cli
 
+    from vidviz.data.datasets import open_dataset
     from vidviz.models import save_checkpoint
 
     ck = save_checkpoint(tmp_path / "m.pt", random_model(2))
@@ -110,6 +113,22 @@ def test_quality_cli_prints_methods_and_baselines(tiny_ds, tmp_path):
     s = pd.read_csv(tmp_path / "q" / "quality.csv")
     assert set(s["method"]) >= {"gradcam", "gradcam++", "random", "centre", "motion"}
     assert (tmp_path / "q" / "quality_clips.csv").is_file()
+    # the same folder with another checkpoint: refused, saying what differs (it used to mix the two runs)
+    other = save_checkpoint(tmp_path / "other.pt", random_model(5))
+    r = run_cli("quality", "--data", str(tiny_ds), "--checkpoint", str(other), "--split", "train", "--max-clips", "3",
+                "--sanity-clips", "0", "--out", str(tmp_path / "q"))
+    assert r.returncode == 2 and "checkpoint_hash" in r.stderr and str(tmp_path / "q") in r.stderr
+    assert "delete it to start over" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert s.equals(pd.read_csv(tmp_path / "q" / "quality.csv"))  # nothing of the first run lost
+    # a bad clip is counted and named on the command line
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_ds, bad)
+    first = next(r for r in open_dataset(bad).split("train") if r.label is not None)
+    first.path.write_bytes(b"broken")
+    r = run_cli("quality", "--data", str(bad), "--checkpoint", str(ck), "--split", "train", "--max-clips", "2",
+                "--sanity-clips", "0", "--out", str(tmp_path / "q2"))
+    assert r.returncode == 0, r.stderr
+    assert f"1 clip(s) could not be scored: {first.id}:" in r.stderr and "quality_failures.csv" in r.stderr
 
 
 @pytest.mark.slow
@@ -163,3 +182,8 @@ def test_quality_finishes_when_the_first_clips_cannot_be_decoded(tiny_ds, tmp_pa
     assert sorted(clips["clip"].unique()) == sorted(r.id for r in recs[3:5])
     rho = summary[(summary["metric"] == "randomisation_rho") & (summary["method"] == "gradcam")]
     assert int(rho["n"].iloc[0]) == 2  # the check ran on two clips that decode
+    assert [c for c, _ in clips.attrs["failures"]] == [r.id for r in recs[:3]]  # every failure counted
+    import pandas as pd
+
+    failed = pd.read_csv(tmp_path / "q" / "quality_failures.csv")
+    assert list(failed["clip"].astype(str)) == [r.id for r in recs[:3]] and failed["error"].str.len().min() > 10

@@ -198,7 +198,7 @@ def _quality(a) -> int:
 
     from vidviz.backend import Backend
     from vidviz.errors import DatasetError
-    from vidviz.jobs.quality import DIRECTIONS, run_quality, summary_wide
+    from vidviz.jobs.quality import DIRECTIONS, prepare_quality_dir, run_quality, summary_wide
     from vidviz.jobs.store import store_dir
 
     b = Backend(a.checkpoint, a.data, device=a.device)
@@ -207,6 +207,7 @@ def _quality(a) -> int:
     if n == 0:
         raise DatasetError(f"split {a.split!r} has no labelled clip to score (the scores need the true class)",
                            b.dataset.root)
+    prepare_quality_dir(b, a.split, out)  # refuses a folder of another run before any work
     bar, progress = _progress_bar(min(n, a.max_clips) if a.max_clips else n, f"quality {a.split}")
     summary, clips = run_quality(b, a.split, out, a.methods, a.max_clips, a.sanity_clips, progress=progress)
     bar.close()
@@ -214,6 +215,11 @@ def _quality(a) -> int:
         print(summary_wide(summary).to_string())
     print(f"{DIRECTIONS}; ± is a 95% CI; {clips['clip'].nunique()} clips")
     print(f"wrote {out / 'quality.csv'} and {out / 'quality_clips.csv'}")
+    failed = clips.attrs.get("failures") or []
+    if failed:
+        shown = "; ".join(f"{cid}: {why}" for cid, why in failed[:3])
+        print(f"{len(failed)} clip(s) could not be scored: {shown}" + (" ..." if len(failed) > 3 else "")
+              + f" (all in {out / 'quality_failures.csv'})", file=sys.stderr)
     return 0
 
 

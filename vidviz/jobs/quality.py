@@ -133,11 +133,27 @@ def summarise(clips: pd.DataFrame, sanity_rows: pd.DataFrame | None = None) -> p
     return pd.DataFrame(out)
 
 
+def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
+    """Make ``out_dir`` for a quality run, or refuse one that holds a run of another model, dataset or split
+    (a resumed run must not mix runs: the clips scored before were scored with this model on this data)."""
+    from vidviz.data.io import atomic_write_json
+    from vidviz.jobs.store import _check_manifest, store_dir
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    want = {"version": 1, "checkpoint_hash": backend.checkpoint_hash,
+            "dataset_fingerprint": backend.dataset.fingerprint(), "split": split}
+    mp = out_dir / "quality_manifest.json"
+    if not mp.is_file() and out_dir.resolve() == store_dir(backend.dataset, backend.checkpoint_hash, split).resolve():
+        atomic_write_json(mp, want)  # the default folder is named by these settings: work from before the manifest
+    _check_manifest(out_dir, want, name=mp.name, work="quality_clips.jsonl")
+    return out_dir
+
+
 def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], max_clips: int | None = None,
                 sanity_clips: int = 3, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score ``split`` (resumable); returns (summary, per-clip rows) and writes both as CSV in ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_quality_dir(backend, split, out_dir)
     parts = out_dir / "quality_clips.jsonl"
     done: dict[str, list[dict]] = {}
     if parts.is_file():
@@ -174,6 +190,12 @@ def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], ma
                 progress(i + 1, len(recs))
     rows = [r for rec in recs for r in done.get(rec.id, []) if r["method"] in want_methods]
     clips = pd.DataFrame(rows)
+    failures = [(r.id, done[r.id][0].get("error", "")) for r in recs
+                if done.get(r.id) and all(row["method"] == "error" for row in done[r.id])]
+    buf = io.StringIO()
+    pd.DataFrame(failures, columns=["clip", "error"]).to_csv(buf, index=False)
+    atomic_write_bytes(out_dir / "quality_failures.csv", buf.getvalue().encode())  # every clip not scored, and why
+    clips.attrs["failures"] = failures
     scored = [r.id for r in recs if any(row["method"] != "error" for row in done.get(r.id, []))]
     if not scored:
         from vidviz.errors import DatasetError

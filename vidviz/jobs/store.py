@@ -315,19 +315,25 @@ def _part_done(parts_dir: Path, i: int) -> bool:
     return (parts_dir / f"part-{i:05d}.json").is_file()
 
 
-def _check_manifest(out: Path, want: dict) -> None:
-    """Refuse a folder whose store was made with other settings; record them in a new one."""
-    mp = out / "manifest.json"
+def _check_manifest(out: Path, want: dict, name: str = "manifest.json", work: str = "parts/part-*.json") -> None:
+    """Refuse a folder whose job was run with other settings; record them in a new one.
+
+    ``name`` is the manifest's file (a precompute store and a quality run may share a folder), ``work`` a glob
+    of the files a run writes: work without a manifest is of unknown settings, and refused too.
+    """
+    mp = out / name
     if not mp.is_file():
-        if any((out / "parts").glob("part-*.json")):
-            raise StoreError("this folder holds parts of a run with unknown settings (no manifest.json); "
+        if any(out.glob(work)):
+            raise StoreError(f"this folder holds work of a run with unknown settings (no {name}); "
                              "delete it to start over, or choose another --out", out)
         atomic_write_json(mp, want)
         return
     try:
         have = json.loads(mp.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise StoreError("manifest.json is corrupt; delete the folder to start over", out) from None
+        if not isinstance(have, dict):
+            raise TypeError
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        raise StoreError(f"{name} is corrupt; delete the folder to start over", out) from None
     diff = [f"{key} {have.get(key)!r} (asked: {v!r})" for key, v in want.items() if have.get(key) != v]
     if diff:
         raise StoreError("this folder holds a store made with other settings: " + ", ".join(diff)
