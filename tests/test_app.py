@@ -162,7 +162,11 @@ def test_quality_page_renders_scores(backend, test_store):
     assert at.title[0].value == "Saliency quality"
     assert at.dataframe and at.get("plotly_chart")
     table = at.dataframe[0].value
-    assert {"gradcam", "gradcam++", "random", "centre", "motion", "better", "definition"} <= set(table.columns)
+    assert {"gradcam", "gradcam++", "random", "centre", "motion", "better"} <= set(table.columns)
+    defined = next(m.value for m in at.markdown if "Deletion AUC** (lower is better)" in m.value)
+    from vidviz.jobs.quality import METRIC_INFO
+
+    assert all(f"**{name}**" in defined for name, _ in METRIC_INFO.values() if name in table.index)
     row = summary[(summary["method"] == "gradcam") & (summary["metric"] == "energy_object")].iloc[0]
     cell = table.loc["Energy in object box", "gradcam"]
     assert cell.startswith(f"{row['mean']:.3f} ± ") and cell.endswith(f"({int(row['n'])})")  # the scored figures
