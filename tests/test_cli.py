@@ -11,7 +11,7 @@ from vidviz.backend import Backend
 from vidviz.cli import main, resolve_class
 from vidviz.data.datasets import open_dataset
 from vidviz.data.video import write_video
-from vidviz.errors import UsageError
+from vidviz.errors import UsageError, VidvizError
 from vidviz.models import load_checkpoint, save_checkpoint
 
 CLASSES = ["Pushing [something] from left to right", "Pushing [something] from right to left", "Holding [something]"]
@@ -217,3 +217,39 @@ def test_written_files_follow_the_umask(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_an_upload_pushed_out_of_the_cache_is_deleted_and_uploads_share_one_folder(ckpt, tmp_path):
+    from vidviz.backend import upload_root
+
+    videos = []
+    for i in range(3):
+        p = write_video(tmp_path / f"v{i}.avi", moving_square_frames(20, h=64, w=64) // (i + 1), 12.0)
+        videos.append(p.read_bytes())
+    b = Backend(ckpt, None, cache_mb=1)  # one opened clip (about 1.7 MB) fills the cache
+    keys = [b.register_upload(f"v{i}.avi", data) for i, data in enumerate(videos)]
+    assert len(set(keys)) == 3
+    files = sorted(b._upload_dir.iterdir())
+    assert [f.name.split(".")[0] for f in files] == [keys[2].split(":")[1]]  # only the clip still cached is kept
+    assert b._upload_dir.parent == upload_root()  # one folder per process for every backend's uploads
+    with pytest.raises(VidvizError, match="upload the file again"):
+        b.open(keys[0])
+    assert b.register_upload("v0.avi", videos[0]) == keys[0]  # uploaded again, it is back
+    b2 = Backend(ckpt, None)
+    b2.register_upload("v1.avi", videos[1])
+    assert b2._upload_dir.parent == upload_root() and b2._upload_dir != b._upload_dir
+
+
+def test_the_upload_folder_goes_when_the_process_ends(ckpt, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    p = write_video(tmp_path / "v.avi", moving_square_frames(12, h=64, w=64), 12.0)
+    code = ("import sys; from vidviz.backend import Backend, upload_root; "
+            f"b = Backend({str(ckpt)!r}, None); b.register_upload('v.avi', open({str(p)!r}, 'rb').read()); "
+            "print(upload_root()); sys.stdout.flush()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    folder = Path(r.stdout.strip().splitlines()[-1])
+    assert folder.name.startswith("vidviz-uploads-") and not folder.exists()

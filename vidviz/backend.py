@@ -9,8 +9,10 @@ pass: the features and the maps of every class come from the one forward that op
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -45,11 +47,26 @@ log = logging.getLogger("vidviz.backend")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
+_UPLOAD_ROOT: Path | None = None
+_UPLOAD_ROOT_LOCK = threading.Lock()
+
+
+def upload_root() -> Path:
+    """The one folder of this process (the app's server) for uploaded videos, removed when the process ends."""
+    global _UPLOAD_ROOT
+    with _UPLOAD_ROOT_LOCK:
+        if _UPLOAD_ROOT is None or not _UPLOAD_ROOT.is_dir():
+            _UPLOAD_ROOT = Path(tempfile.mkdtemp(prefix=f"vidviz-uploads-{os.getpid()}-"))
+            atexit.register(shutil.rmtree, _UPLOAD_ROOT, True)
+        return _UPLOAD_ROOT
+
+
 class LRUBytes:
     """A thread-safe least-recently-used cache bounded by the bytes of its values."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, on_evict=None):
         self.max_bytes = int(max_bytes)
+        self.on_evict = on_evict  # called with (key, value) after an entry is pushed out
         self._d: OrderedDict = OrderedDict()
         self._size: dict = {}
         self._total = 0
@@ -66,6 +83,7 @@ class LRUBytes:
             return None
 
     def put(self, key, value, nbytes: int) -> None:
+        evicted = []
         with self._lock:
             if key in self._d:
                 self._total -= self._size.pop(key)
@@ -74,8 +92,11 @@ class LRUBytes:
             self._size[key] = int(nbytes)
             self._total += int(nbytes)
             while self._total > self.max_bytes and len(self._d) > 1:
-                old, _ = self._d.popitem(last=False)
+                old, old_value = self._d.popitem(last=False)
                 self._total -= self._size.pop(old)
+                evicted.append((old, old_value))
+        for old, old_value in evicted if self.on_evict else ():
+            self.on_evict(old, old_value)
 
     @property
     def total_bytes(self) -> int:
@@ -125,11 +146,21 @@ class Backend:
         self.classes = list(self.model.classes)
         self.spec = self.model.spec
         self.checkpoint_hash = self.model.checkpoint_hash
-        self._clips = LRUBytes(cache_mb * 1024 * 1024)
-        self._explained = LRUBytes(max(64, cache_mb // 4) * 1024 * 1024)
         self._uploads: dict[str, Path] = {}
-        self._upload_dir: Path | None = None  # made on the first upload
+        self._upload_dir: Path | None = None  # made on the first upload, inside the process's upload folder
         self._upload_lock = threading.Lock()
+        uploads, lock = self._uploads, self._upload_lock  # (not self: the backend stays collectable)
+
+        def forget_upload(key: str, _opened) -> None:
+            """An uploaded clip pushed out of the cache: its copy is deleted (the page uploads it again if shown)."""
+            if key.startswith("upload:"):
+                with lock:
+                    path = uploads.pop(key, None)
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+        self._clips = LRUBytes(cache_mb * 1024 * 1024, on_evict=forget_upload)
+        self._explained = LRUBytes(max(64, cache_mb // 4) * 1024 * 1024)
         self._warming = threading.Lock()
         self._warm = False
 
@@ -157,7 +188,7 @@ class Backend:
         with self._upload_lock:
             if key not in self._uploads:
                 if self._upload_dir is None:
-                    self._upload_dir = Path(tempfile.mkdtemp(prefix="vidviz-uploads-"))
+                    self._upload_dir = Path(tempfile.mkdtemp(prefix="backend-", dir=upload_root()))
                     # the folder goes when the backend does, or at the latest when the process ends
                     weakref.finalize(self, shutil.rmtree, self._upload_dir, True)
                 path = self._upload_dir / f"{digest}{suffix}"
