@@ -253,3 +253,30 @@ def test_the_upload_folder_goes_when_the_process_ends(ckpt, tmp_path):
     assert r.returncode == 0, r.stderr
     folder = Path(r.stdout.strip().splitlines()[-1])
     assert folder.name.startswith("vidviz-uploads-") and not folder.exists()
+
+
+def test_a_bug_exits_1_with_its_traceback_in_a_log_file(monkeypatch, capsys, tmp_path):
+    import re
+    import tempfile
+
+    import vidviz.cli as cli
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("VIDVIZ_DEBUG", raising=False)
+
+    def broken(a):
+        raise RuntimeError("an impossible state")
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "evaluate", broken))
+    assert main(["evaluate"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vidviz: internal error: RuntimeError: an impossible state")
+    log = re.search(r"the traceback is in (\S+)\)", err).group(1)
+    assert log.startswith(str(tmp_path)) and "Traceback" in open(log).read() and "broken" in open(log).read()
+
+
+def _with_func(parser, command: str, func):
+    for action in parser._subparsers._group_actions:
+        action.choices[command].set_defaults(func=func)
+    return parser

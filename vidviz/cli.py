@@ -54,7 +54,16 @@ def _progress_bar(total: int, desc: str, disable: bool = False):
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="clip", disable=disable)
+    _BARS.append(bar)
     return bar, lambda done, _total: bar.update(done - bar.n)
+
+
+_BARS: list = []  # progress bars of this command: an error closes them first, so its line starts a line
+
+
+def _end_bars() -> None:
+    while _BARS:
+        _BARS.pop().close()
 
 
 # ---------------------------------------------------------------- commands
@@ -354,19 +363,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VidvizError as e:
+        _end_bars()
         print(f"vidviz: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as e:  # a file that cannot be written (read-only, full disk, a file in the way)
+        _end_bars()
         print(f"vidviz: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_bars()
         print("vidviz: interrupted; rerun the same command to resume where it can", file=sys.stderr)
         return 130
     except Exception as e:  # an unexpected failure: one line on screen, the traceback in the log only
+        _end_bars()
         if os.environ.get("VIDVIZ_DEBUG"):
             raise
+        import tempfile
+        import traceback
+
+        fd, log_path = tempfile.mkstemp(prefix="vidviz-error-", suffix=".log")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"vidviz {' '.join(sys.argv[1:] if argv is None else argv)}\n{traceback.format_exc()}")
         print(f"vidviz: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-              f"(set VIDVIZ_DEBUG=1 for the traceback)", file=sys.stderr)
+              f"(a bug in vidviz: the traceback is in {log_path})", file=sys.stderr)
         return 1
 
 

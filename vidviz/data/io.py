@@ -24,6 +24,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a written file follows the umask like any other
         os.replace(tmp, path)
+    except OSError as e:  # a full disk names no file: say which one could not be written
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

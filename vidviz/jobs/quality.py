@@ -137,7 +137,7 @@ def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
     """Make ``out_dir`` for a quality run, or refuse one that holds a run of another model, dataset or split
     (a resumed run must not mix runs: the clips scored before were scored with this model on this data)."""
     from vidviz.data.io import atomic_write_json
-    from vidviz.jobs.store import _check_manifest, store_dir
+    from vidviz.jobs.store import _check_manifest, remove_leftovers, store_dir
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +147,7 @@ def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
     if not mp.is_file() and out_dir.resolve() == store_dir(backend.dataset, backend.checkpoint_hash, split).resolve():
         atomic_write_json(mp, want)  # the default folder is named by these settings: work from before the manifest
     _check_manifest(out_dir, want, name=mp.name, work="quality_clips.jsonl")
+    remove_leftovers(out_dir)
     return out_dir
 
 

@@ -253,6 +253,7 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
                 _drop_part(parts_dir, i)
                 if log:
                     log(f"{parts_dir / f'part-{i:05d}'}: {problem}; it is computed again")
+        remove_leftovers(out, parts_dir)
     barrier()
     model = model.to(dev).eval()
     mine = [i for i in range(n_parts) if i % world == rank]
@@ -313,6 +314,13 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
 
 def _part_done(parts_dir: Path, i: int) -> bool:
     return (parts_dir / f"part-{i:05d}.json").is_file()
+
+
+def remove_leftovers(*folders: Path) -> None:
+    """Delete what a killed run leaves behind: its half-written temporary files (never a finished file)."""
+    for folder in folders:
+        for p in [*folder.glob(".*.tmp"), *folder.glob(".maps.*.npy")]:
+            p.unlink(missing_ok=True)
 
 
 def _check_manifest(out: Path, want: dict, name: str = "manifest.json", work: str = "parts/part-*.json") -> None:
@@ -404,14 +412,16 @@ def _merge(out: Path, n_parts: int, model: VideoClassifier, ds: VideoDataset, sp
     table.to_parquet(buf, index=False)
     atomic_write_bytes(out / "predictions.parquet", buf.getvalue())
     tmp = out / f".maps.{os.getpid()}.npy"
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(ids), *maps[0].shape[1:]))
-    r = 0
-    for m in maps:
-        mm[r:r + len(m)] = m
-        r += len(m)
-    mm.flush()
-    del mm
-    os.replace(tmp, out / "maps.npy")
+    try:  # written part by part with plain writes (a full disk is an OSError; through a memory map it is a SIGBUS)
+        with open(tmp, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": np.dtype(np.float16).str, "fortran_order": False,
+                                                      "shape": (len(ids), *maps[0].shape[1:])})
+            for m in maps:
+                fh.write(np.ascontiguousarray(m, dtype=np.float16).tobytes())
+        os.replace(tmp, out / "maps.npy")  # (open() made it following the umask)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(out / "maps.npy")) from None
     _save_npy(out / "map_classes.npy", np.concatenate(mcls))
     _save_npy(out / "curves.npy", np.concatenate(curves))
     _save_npy(out / "logits.npy", L.astype(np.float32))
