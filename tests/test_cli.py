@@ -280,3 +280,22 @@ def _with_func(parser, command: str, func):
     for action in parser._subparsers._group_actions:
         action.choices[command].set_defaults(func=func)
     return parser
+
+
+def test_evaluate_counts_the_clips_it_could_not_decode_and_refuses_when_none_decodes(tiny_ds, ckpt, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "ds"
+    shutil.copytree(tiny_ds, folder)
+    recs = open_dataset(folder).split("train")
+    recs[0].path.write_bytes(b"not a video")
+    assert main(["evaluate", "--data", str(folder), "--checkpoint", str(ckpt), "--split", "train",
+                 "--workers", "0"]) == 0
+    out = capsys.readouterr()
+    assert f"{len(recs) - 1} clips, top-1" in out.out
+    assert f"1 clip(s) could not be decoded and are not counted: {recs[0].id}:" in out.err
+    for r in recs[1:]:
+        r.path.write_bytes(b"not a video")
+    assert main(["evaluate", "--data", str(folder), "--checkpoint", str(ckpt), "--split", "train",
+                 "--workers", "0"]) == 2
+    assert "no clip of split 'train' could be evaluated" in capsys.readouterr().err

@@ -102,10 +102,18 @@ def _evaluate(a) -> int:
     ds = _open_dataset(a)
     model = load_for_dataset(a.checkpoint, ds)
     r = evaluate(model, ds, a.split, workers=a.workers, device=a.device)
+    if r["failures"]:
+        shown = "; ".join(f"{cid}: {why}" for cid, why in r["failures"][:3])
+        print(f"warning: {len(r['failures'])} clip(s) could not be decoded and are not counted: {shown}"
+              + (" ..." if len(r["failures"]) > 3 else ""), file=sys.stderr)
+    if not r["clips"]:
+        from vidviz.errors import DatasetError
+
+        raise DatasetError(f"no clip of split {a.split!r} could be evaluated", ds.root)
     print(f"{a.split}: {r['clips']} clips, top-1 {100 * r['top1']:.1f}%, top-5 {100 * r['top5']:.1f}%")
     for name, acc in r["per_class"].items():
         print(f"  {100 * acc:5.1f}%  {name}")
-    for cid, msg in r["failures"]:
+    for cid, msg in r["failures"][3:]:  # every one of them, after the summary
         print(f"warning: skipped clip {cid}: {msg}", file=sys.stderr)
     if a.csv:
         import pandas as pd
