@@ -80,11 +80,11 @@ def get_dataset(data_root: str):
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def get_backend(checkpoint: str, data_root: str) -> Backend:
-    """One backend per checkpoint + dataset, shared by every session (thread-safe)."""
+def get_backend(checkpoint: str, data_root: str, cache_mb: int | None = None) -> Backend:
+    """One backend per checkpoint + dataset (+ cache budget, ``VIDVIZ_CACHE_MB``), shared by every session."""
     from vidviz.backend import Backend
 
-    return Backend(checkpoint, data_root, dataset=get_dataset(data_root))
+    return Backend(checkpoint, data_root, dataset=get_dataset(data_root), cache_mb=cache_mb)
 
 
 def chosen() -> tuple[Path, Path]:
@@ -255,7 +255,7 @@ def backend_or_none(show_errors: bool = True) -> Backend | None:
     """The shared backend of the chosen dataset and checkpoint (loaded once, with a spinner), or None on an error."""
     root, ckpt = chosen()
     try:
-        return get_backend(str(ckpt), str(root))
+        return get_backend(str(ckpt), str(root), config.CACHE_MB)
     except VidvizError as e:
         if show_errors:
             st.error(f"Cannot open this dataset/checkpoint: {e}")

@@ -15,6 +15,7 @@ VIDEO_TYPES = ["webm", "mp4", "avi", "mkv", "mov", "m4v"]
 
 
 CLASS_PARAMS = ("below", "a", "b")  # the class of the sections below and the compared classes, per clip
+CLASS_WIDGETS = ("vw_below", "vw_cls_a", "vw_cls_b")  # their pickers (stable keys: no widget left behind per view)
 
 
 def _show_clip(clip_id: str | None) -> None:
@@ -88,6 +89,8 @@ with ui.plain_errors():
         init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
                               int(curve.argmax()) + 1)
         st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1
+        for k in CLASS_WIDGETS:  # a new view: the class pickers below start from its defaults (or the link's)
+            st.session_state.pop(k, None)
         st.session_state.vw_view_id, st.session_state.vw_init = view_id, init
     init = st.session_state.vw_init
     asked = ui.player(b, key, method, layer, init, st.session_state.vw_view)
@@ -109,11 +112,10 @@ with ui.plain_errors():
         if rec is not None:  # an upload has no link
             st.query_params[name] = str(st.session_state[widget])
 
-    view = st.session_state.vw_view
     cls = st.selectbox("Class for the temporal tests and downloads below (top predictions first)", order,
-                       index=order.index(url_class("below", init["cls"], order)), key=f"vw_below_{view}",
+                       index=order.index(url_class("below", init["cls"], order)), key="vw_below",
                        format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                       on_change=to_url, args=("below", f"vw_below_{view}"))
+                       on_change=to_url, args=("below", "vw_below"))
 
     if st.toggle("Compare two classes", key="compare", bind="query-params"):
         true_idx = rec.label if rec is not None else None
@@ -122,11 +124,11 @@ with ui.plain_errors():
         names = list(range(len(b.classes)))
         ca, cb = st.columns(2)
         cls_a = ca.selectbox("Class A (default: true label)", names, index=url_class("a", a_default, names),
-                             key=f"vw_cls_a_{view}", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                             on_change=to_url, args=("a", f"vw_cls_a_{view}"))
+                             key="vw_cls_a", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
+                             on_change=to_url, args=("a", "vw_cls_a"))
         cls_b = cb.selectbox("Class B (default: prediction)", names, index=url_class("b", b_default, names),
-                             key=f"vw_cls_b_{view}", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                             on_change=to_url, args=("b", f"vw_cls_b_{view}"))
+                             key="vw_cls_b", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
+                             on_change=to_url, args=("b", "vw_cls_b"))
         pair = b.explain(key, [cls_a, cls_b], method, layer)
         scale = max(float(pair.maps.max()), 1e-12)  # one scale for both, so they compare
         frames = opened.clip.frames

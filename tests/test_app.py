@@ -228,7 +228,7 @@ def test_gallery_compute_button_builds_the_store(tiny_default):
     from vidviz.backend import Backend
     from vidviz.jobs.store import open_store_for
 
-    b = ui.get_backend(str(ui.config.DEFAULT_CHECKPOINT), str(tiny_default))
+    b = ui.get_backend(str(ui.config.DEFAULT_CHECKPOINT), str(tiny_default), ui.config.CACHE_MB)
     st_ = open_store_for(b, "train")
     assert st_ is not None and len(st_.table) == len(Backend(ui.config.DEFAULT_CHECKPOINT, tiny_default).dataset.split("train"))
     assert any(f"**{st_.counts()['positive']} positive**" in c.value for c in at.caption)
@@ -255,3 +255,42 @@ def test_first_run_generates_the_default_dataset(tmp_path, monkeypatch):
     assert (target / "labels.json").is_file()
     assert any(c.value.startswith("24 clips, 12 classes") for c in at.sidebar.caption)
     assert at.title[0].value == "Dataset browser"
+
+
+@pytest.mark.slow
+def test_the_viewer_over_200_clips_stays_within_its_cache_budget_and_does_not_grow(default_ds, monkeypatch):
+    """Each script run leaves reference cycles (a page's namespace and its functions) that hold the clip it showed;
+    the backend collects them as it evicts clips, so memory stays bounded even if Python's collector never ran."""
+    import gc
+    import weakref
+
+    from vidviz.data.datasets import open_dataset
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+    monkeypatch.setenv("VIDVIZ_CACHE_MB", "24")  # a new budget: a new backend (the cache key holds the budget)
+    ids = [r.id for r in open_dataset(default_ds).records][:200]
+    at = run_page(params={"page": "viewer", "clip": ids[0]})
+    import ui
+
+    b = ui.get_backend(str(ui.config.DEFAULT_CHECKPOINT), str(default_ds), 24)
+    assert b.cache_bytes == 24 * 2**20
+    gc.collect()
+    gc.disable()  # the worst case: Python's own collector does not run
+    try:
+        shown, rss = [], {}
+        for i, cid in enumerate(ids[1:], start=2):
+            at.text_input(key="vw_clip").set_value(cid).run()
+            shown.append(weakref.ref(b._clips.get(cid)))
+            assert b._clips.total_bytes + b._explained.total_bytes <= b.cache_bytes
+            if i in (50, 200):
+                rss[i] = rss_mb()
+        alive = sum(r() is not None for r in shown)
+    finally:
+        gc.enable()
+    assert not at.exception and not at.error
+    assert len(b._clips) < 20  # clips were pushed out: the budget is what bounds the cache
+    assert alive <= len(b._clips) + 8, alive  # the evicted clips are gone (a few since the last collection)
+    assert rss[200] - rss[50] < 48, rss  # flat: 150 more clips (about 3 MB each) leave nothing behind

@@ -10,6 +10,7 @@ pass: the features and the maps of every class come from the one forward that op
 from __future__ import annotations
 
 import atexit
+import gc
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidviz import config
 from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
 from vidviz.errors import ExplainError, VideoError
@@ -134,8 +136,9 @@ class Backend:
     """Model + dataset + caches. ``key`` is a dataset clip id, or ``upload:<hash>`` for an uploaded file."""
 
     def __init__(self, checkpoint: str | Path, data_root: str | Path | None, device: str = "auto",
-                 cache_mb: int = 768, subset: str | Path | None = None, dataset: VideoDataset | None = None):
+                 cache_mb: int | None = None, subset: str | Path | None = None, dataset: VideoDataset | None = None):
         self.device = pick_device(device)
+        cache_mb = config.CACHE_MB if cache_mb is None else cache_mb  # VIDVIZ_CACHE_MB
         if dataset is None and data_root is not None:
             dataset = open_dataset(data_root, subset)
         self.dataset: VideoDataset | None = dataset  # an opened dataset may be shared (the app opens it once)
@@ -150,17 +153,28 @@ class Backend:
         self._upload_dir: Path | None = None  # made on the first upload, inside the process's upload folder
         self._upload_lock = threading.Lock()
         uploads, lock = self._uploads, self._upload_lock  # (not self: the backend stays collectable)
+        budget = max(1, int(cache_mb)) * 1024 * 1024
+        freed = [0]
 
-        def forget_upload(key: str, _opened) -> None:
-            """An uploaded clip pushed out of the cache: its copy is deleted (the page uploads it again if shown)."""
+        def forget_upload(key: str, opened) -> None:
+            """A clip pushed out of the cache. An upload's copy is deleted (the page uploads it again if shown).
+            Every quarter budget evicted, a full garbage collection: an app's script runs leave reference cycles
+            (a page's namespace and its functions) that still hold the clips they showed; without it, the
+            process grows by the clips' size until Python's collector happens to run."""
             if key.startswith("upload:"):
                 with lock:
                     path = uploads.pop(key, None)
                 if path is not None:
                     path.unlink(missing_ok=True)
+            freed[0] += opened.nbytes
+            if freed[0] >= budget // 4:
+                freed[0] = 0
+                gc.collect()
 
-        self._clips = LRUBytes(cache_mb * 1024 * 1024, on_evict=forget_upload)
-        self._explained = LRUBytes(max(64, cache_mb // 4) * 1024 * 1024)
+        # the budget is shared: three quarters for opened clips, a quarter for maps off the fast path
+        self.cache_bytes = budget
+        self._explained = LRUBytes(budget // 4)
+        self._clips = LRUBytes(budget - budget // 4, on_evict=forget_upload)
         self._warming = threading.Lock()
         self._warm = False
 

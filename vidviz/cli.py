@@ -240,8 +240,8 @@ def _quality(a) -> int:
     return 0
 
 
-BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser")
-SCRIPTS = {"app": "app_bench.py", "browser": "browser_bench.py"}  # the others are in bench.py
+BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser", "memory")
+SCRIPTS = {"app": "app_bench.py", "browser": "browser_bench.py", "memory": "memory_bench.py"}  # others: bench.py
 
 
 def _bench(a) -> int:
@@ -255,6 +255,8 @@ def _bench(a) -> int:
         cmd += ["--clip", a.clip] if a.clip else []
     elif a.what == "browser":
         cmd += ["--repeat", str(max(a.repeat, 30))]
+    elif a.what == "memory":
+        cmd += ["--clips", str(min(a.clips, 200))]
     else:
         cmd += ["--repeat", str(a.repeat), "--clips", str(a.clips), "--workers", str(a.workers)]
     return subprocess.run(cmd).returncode

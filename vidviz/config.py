@@ -12,6 +12,7 @@ variable             what                                            default
 ``VIDVIZ_STORES``    precomputed stores (predictions, maps, quality) ``$VIDVIZ_HOME/stores``
 ``VIDVIZ_DATA_ROOTS`` extra dataset roots the app offers (``:``-sep.) none
 ``VIDVIZ_CHECKPOINTS`` extra checkpoint folders the app offers (``:``-sep.) none
+``VIDVIZ_CACHE_MB``  the backend's cache budget (opened clips, maps)  768
 ``VIDVIZ_MAX_FRAMES`` longest video decoded (frames; read at start)    18000
 ``VIDVIZ_MAX_PIXELS`` largest frame decoded (pixels; read at start)     16777216 (4096 x 4096)
 ``VIDVIZ_DEBUG``     the CLI re-raises unexpected errors with a traceback off
@@ -32,6 +33,17 @@ def _home() -> Path:
     return Path(os.environ.get("VIDVIZ_HOME", Path(__file__).resolve().parents[1]))
 
 
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        from vidviz.errors import UsageError
+
+        raise UsageError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return int(raw)
+
+
 _LOCATIONS = {
     "PROJECT_ROOT": _home,
     "DEFAULT_DATA": lambda: Path(os.environ.get("VIDVIZ_DATA", _home() / "data" / "ssv2-synth")),
@@ -39,6 +51,7 @@ _LOCATIONS = {
     "DEFAULT_CHECKPOINT": lambda: Path(os.environ.get("VIDVIZ_CHECKPOINT", _home() / "checkpoints" / "default.pt")),
     "STORE_DIR": lambda: Path(os.environ.get("VIDVIZ_STORES", _home() / "stores")),
     "EXTRA_DATA_ROOTS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_DATA_ROOTS", "").split(os.pathsep) if p],
+    "CACHE_MB": lambda: _positive_int("VIDVIZ_CACHE_MB", 768),
     "EXTRA_CHECKPOINT_DIRS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_CHECKPOINTS", "").split(os.pathsep) if p],
 }
 
