@@ -240,6 +240,7 @@ def test_an_upload_pushed_out_of_the_cache_is_deleted_and_uploads_share_one_fold
     assert b2._upload_dir.parent == upload_root() and b2._upload_dir != b._upload_dir
 
 
+@pytest.mark.slow  # new processes
 def test_the_upload_folder_goes_when_the_process_ends(ckpt, tmp_path):
     import subprocess
     import sys

@@ -161,6 +161,7 @@ def test_large_frames_are_downsized_as_they_are_read_and_boxes_follow(tmp_path):
     assert f[:int(y1) - 5].max() < 60 and f[:, :int(x1) - 5].max() < 60  # outside: black
 
 
+@pytest.mark.slow  # new processes
 def test_decode_caps_are_set_from_the_environment_with_a_clear_message(tmp_path):
     """``VIDVIZ_MAX_FRAMES`` and ``VIDVIZ_MAX_PIXELS``, through the command a user runs (a new process reads them)."""
     from support import run_cli
