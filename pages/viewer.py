@@ -5,6 +5,7 @@ import streamlit as st
 import ui
 from vidviz import render
 from vidviz.explain.cam import METHODS, contrast
+from vidviz.explain.methods import METHOD_INFO
 from vidviz.explain.temporal import importance_curve
 
 ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
@@ -83,17 +84,20 @@ with ui.plain_errors():
 
     # ---------------------------------------------------------------- the player: one view per clip opened
     view_id = (key, method, layer)
-    if st.session_state.get("vw_view_id") != view_id:
-        first = top[0][0]
-        curve = importance_curve(b.explain(key, [first], method, layer).map_for(first), T)
-        init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
-                              int(curve.argmax()) + 1)
-        st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1
-        for k in CLASS_WIDGETS:  # a new view: the class pickers below start from its defaults (or the link's)
-            st.session_state.pop(k, None)
-        st.session_state.vw_view_id, st.session_state.vw_init = view_id, init
-    init = st.session_state.vw_init
-    asked = ui.player(b, key, method, layer, init, st.session_state.vw_view)
+    info = METHOD_INFO[method]
+    # a perturbation method takes seconds on a CPU: say what is being computed while it runs
+    with st.spinner(f"Computing {info.name} at {layer} ({info.cost})...", show_time=True):
+        if st.session_state.get("vw_view_id") != view_id:
+            first = top[0][0]
+            curve = importance_curve(b.explain(key, [first], method, layer).map_for(first), T)
+            init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
+                                  int(curve.argmax()) + 1)
+            st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1
+            for k in CLASS_WIDGETS:  # a new view: the class pickers below start from its defaults (or the link's)
+                st.session_state.pop(k, None)
+            st.session_state.vw_view_id, st.session_state.vw_init = view_id, init
+        init = st.session_state.vw_init
+        asked = ui.player(b, key, method, layer, init, st.session_state.vw_view)
     if asked is not None:  # a class outside the payload: its map is computed, and the player switches to it
         st.session_state.vw_init = {**init, "cls": asked}
         st.rerun()

@@ -300,3 +300,26 @@ def test_evaluate_counts_the_clips_it_could_not_decode_and_refuses_when_none_dec
     assert main(["evaluate", "--data", str(folder), "--checkpoint", str(ckpt), "--split", "train",
                  "--workers", "0"]) == 2
     assert "no clip of split 'train' could be evaluated" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_explain_works_for_every_method(tiny_ds, ckpt, tmp_path, capsys):
+    from vidviz.explain.methods import METHODS
+
+    clip = open_dataset(tiny_ds).split("train")[1]
+    b = Backend(ckpt, tiny_ds)
+    for method in METHODS:
+        out = tmp_path / method
+        assert main(["explain", clip.id, "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--class", "0",
+                     "--method", method, "--out", str(out)]) == 0, method
+        assert f"explained class 0 ({b.classes[0]}) with {method} at layer4" in capsys.readouterr().out
+        maps = np.load(next(out.glob("*_maps.npy")))
+        assert maps.shape == (16, 7, 7) and np.isfinite(maps).all() and maps.max() > 0, method
+        assert np.allclose(maps, b.explain(clip.id, [0], method, "layer4").map_for(0), rtol=1e-4, atol=1e-7), method
+
+
+def test_an_unknown_method_is_one_line(tiny_ds, ckpt, capsys):
+    clip = open_dataset(tiny_ds).split("train")[1]
+    with pytest.raises(SystemExit) as e:
+        main(["explain", clip.id, "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--method", "magic-cam"])
+    assert e.value.code == 2 and "invalid choice: 'magic-cam'" in capsys.readouterr().err

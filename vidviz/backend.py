@@ -287,7 +287,8 @@ class Backend:
         if missing:  # one batched backward for the missing classes and the top-5 not yet cached
             batch = list(dict.fromkeys(missing + [c for c, _ in opened.top[:5] if c not in cached]))
             acts = self._activations(key, layer)
-            _, maps = autograd_cams(self.model, None, layer, batch, method, activations=acts.to(self.device))
+            x = opened.x.to(self.device) if method == "scorecam" else None  # (1, 3, T, S, S): it masks the input
+            _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device))
             cached = {**cached, **{c: m for c, m in zip(batch, maps.float().cpu().numpy(), strict=True)}}
             self._explained.put(ck, cached, sum(m.nbytes for m in cached.values()) + 1024)
         maps = np.stack([cached[c] for c in want])

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from vidviz import config
 from vidviz.errors import UsageError, VidvizError
-
-METHODS = ("gradcam", "gradcam++")  # = vidviz.explain.cam.METHODS, without importing torch to parse
+from vidviz.explain.methods import METHODS
 
 
 def resolve_class(name_or_index: str, classes: list[str]) -> int:
@@ -226,7 +225,8 @@ def _quality(a) -> int:
                            b.dataset.root)
     prepare_quality_dir(b, a.split, out)  # refuses a folder of another run before any work
     bar, progress = _progress_bar(min(n, a.max_clips) if a.max_clips else n, f"quality {a.split}")
-    summary, clips = run_quality(b, a.split, out, a.methods, a.max_clips, a.sanity_clips, progress=progress)
+    methods = list(METHODS) if "all" in a.methods else list(dict.fromkeys(a.methods))
+    summary, clips = run_quality(b, a.split, out, methods, a.max_clips, a.sanity_clips, progress=progress)
     bar.close()
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(summary_wide(summary).to_string())
@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quality", help="score saliency against ground truth and sanity checks")
     _data_args(q)
-    q.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    q.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++"], choices=[*METHODS, "all"],
+                   help="methods to score next to the random, centre and motion baselines ('all': every method)")
     q.add_argument("--max-clips", type=_positive, default=None, help="score only the first N labelled clips")
     q.add_argument("--sanity-clips", type=int, default=3, help="clips for the randomisation check")
     q.add_argument("--out", default=None, help="folder for the CSVs (default: the split's store folder)")

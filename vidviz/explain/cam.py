@@ -25,6 +25,23 @@ Grad-CAM++ (Chattopadhyay et al., 2018), with g = d y_c / d A::
     w_k        = sum_{t,i,j} a_k * ReLU(g)
     L_c        = ReLU( sum_k w_k A_k )
 
+The rest of the CAM family, with p = (t,i,j) a position and g, A as above (:mod:`vidviz.explain.methods`
+lists the papers and the costs)::
+
+    XGrad-CAM   w_k = sum_p g_k(p) A_k(p) / sum_p A_k(p)       L = ReLU( sum_k w_k A_k )
+    HiResCAM    L = ReLU( sum_k g_k * A_k )                    (element-wise product, then the channel sum)
+    Grad-CAM element-wise   L = sum_k ReLU( g_k * A_k )
+    LayerCAM    L = ReLU( sum_k ReLU(g_k) * A_k )
+    Eigen-CAM   L = ReLU( A' v_1 )  where A' is A as (positions, channels) centred over positions and v_1
+                its first right-singular vector, signed so that the projection correlates positively with
+                sum_k A_k (class-agnostic: no gradient, one map for every class)
+    Ablation-CAM  w_k = (y_c - y_c^(k)) / y_c,  y_c^(k) the logit with channel k of A set to 0
+                (the network after the layer only: exact)      L = ReLU( sum_k w_k A_k )
+    Score-CAM   w_k = softmax(f(X * H_k))_c,  H_k = A_k upsampled to the input's (T, H, W) and scaled to
+                [0, 1] (min-max); one full forward per channel  L = ReLU( sum_k w_k A_k )
+
+The perturbation methods (Ablation-CAM, Score-CAM) batch their passes, ``chunk`` at a time, to bound memory.
+
 Example::
 
     >>> expl = explain(model, x, method="gradcam")             # all classes, one forward
@@ -41,9 +58,10 @@ import torch
 from torch import nn
 
 from vidviz.errors import ExplainError
+from vidviz.explain.methods import METHOD_INFO, METHODS
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
-METHODS = ("gradcam", "gradcam++")
+GRADIENT_METHODS = tuple(m for m, info in METHOD_INFO.items() if info.uses_gradient)
 
 
 def ranked(probs: np.ndarray) -> list[tuple[int, float]]:
@@ -60,7 +78,7 @@ def one_pass_applies(model: VideoClassifier, method: str, layer: str | None) -> 
 def check_request(model: VideoClassifier, method: str, layer: str, classes=()) -> None:
     """Typed one-line errors for an unknown method or layer, or a class out of range."""
     if method not in METHODS:
-        raise ExplainError(f"unknown method {method!r} (use {' or '.join(METHODS)})")
+        raise ExplainError(f"unknown method {method!r} (use one of {', '.join(METHODS)})")
     if layer not in model.layer_names:
         raise ExplainError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
     bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
@@ -130,6 +148,10 @@ def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> to
     """Channel weights (n, C) from grads (n, C, T', h, w) and activations (C, T', h, w)."""
     if method == "gradcam":
         return grads.flatten(2).mean(-1)  # (n, C)
+    if method == "xgradcam":
+        sum_a = acts.flatten(1).sum(-1)  # (C,)
+        den = torch.where(sum_a != 0, sum_a, torch.ones_like(sum_a))
+        return (grads * acts[None]).flatten(2).sum(-1) / den  # (n, C)
     g2 = grads.pow(2)  # (n, C, T', h, w)
     g3 = g2 * grads
     sum_a = acts.flatten(1).sum(-1)  # (C,)
@@ -137,6 +159,84 @@ def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> to
     denom = torch.where(denom != 0, denom, torch.ones_like(denom))
     alpha = torch.where(grads != 0, g2 / denom, torch.zeros_like(g2))  # (n, C, T', h, w)
     return (alpha * torch.relu(grads)).flatten(2).sum(-1)  # (n, C)
+
+
+def cams_from_gradients(grads: torch.Tensor, acts: torch.Tensor, method: str) -> torch.Tensor:
+    """The maps (n, T', h, w) of a gradient method from grads (n, C, T', h, w) and activations (C, T', h, w)."""
+    if method == "hirescam":
+        return torch.relu((grads * acts[None]).sum(1))  # (n, T', h, w)
+    if method == "gradcam-elementwise":
+        return torch.relu(grads * acts[None]).sum(1)  # (n, T', h, w)
+    if method == "layercam":
+        return torch.relu((torch.relu(grads) * acts[None]).sum(1))  # (n, T', h, w)
+    w = _gradcam_weights(grads, acts, method)  # (n, C)
+    return torch.relu(torch.einsum("nc,cthw->nthw", w, acts))  # (n, T', h, w)
+
+
+def eigencam(acts: torch.Tensor) -> torch.Tensor:
+    """Eigen-CAM (T', h, w) of activations (C, T', h, w): the first principal component over positions."""
+    c = acts.shape[0]
+    a = acts.reshape(c, -1).T.double()  # (P, C)
+    a = a - a.mean(0, keepdim=True)
+    _, _, vh = torch.linalg.svd(a, full_matrices=False)  # vh: (min(P, C), C)
+    proj = a @ vh[0]  # (P,)
+    strength = acts.reshape(c, -1).sum(0).double()  # (P,) the activations' total at each position
+    if (proj * strength).sum() < 0:  # a singular vector's sign is arbitrary: point it where activations are strong
+        proj = -proj
+    return torch.relu(proj).reshape(acts.shape[1:]).to(acts.dtype)  # (T', h, w)
+
+
+def _rest(model: VideoClassifier, a: torch.Tensor, layer: str) -> torch.Tensor:
+    """Logits (B, K) from activations (B, C, T', h, w) of ``layer``: the network after it."""
+    return model.head(model.run(a, start=layer))
+
+
+@torch.no_grad()
+def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: list[int],
+                chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ablation-CAM at ``layer``: logits (K,) and maps (n, T', h, w) from activations a0 (1, C, T', h, w).
+
+    Each channel is zeroed in turn and only the network after the layer runs, ``chunk`` channels a batch.
+    """
+    acts = a0[0]  # (C, T', h, w)
+    c = acts.shape[0]
+    logits = _rest(model, a0, layer)[0]  # (K,)
+    idx = torch.as_tensor(classes, dtype=torch.long, device=a0.device)
+    base = logits[idx]  # (n,)
+    ablated = []
+    for s in range(0, c, chunk):
+        ks = torch.arange(s, min(c, s + chunk), device=a0.device)
+        batch = acts[None].repeat(len(ks), 1, 1, 1, 1)  # (b, C, T', h, w)
+        batch[torch.arange(len(ks)), ks] = 0
+        ablated.append(_rest(model, batch, layer)[:, idx])  # (b, n)
+    y = torch.cat(ablated).T  # (n, C)
+    den = torch.where(base.abs() > 1e-12, base, torch.full_like(base, 1e-12))  # (n,)
+    w = (base[:, None] - y) / den[:, None]  # (n, C)
+    return logits, torch.relu(torch.einsum("nc,cthw->nthw", w, acts))
+
+
+@torch.no_grad()
+def scorecam(model: VideoClassifier, x: torch.Tensor, a0: torch.Tensor, layer: str, classes: list[int],
+             chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score-CAM at ``layer``: logits (K,) and maps (n, T', h, w); x (1, 3, T, H, W), a0 (1, C, T', h, w).
+
+    One forward of the clip masked by each channel's upsampled, min-max scaled activation map, ``chunk``
+    masked clips a batch (the classes share the passes).
+    """
+    acts = a0[0]  # (C, T', h, w)
+    c = acts.shape[0]
+    logits = _rest(model, a0, layer)[0]  # (K,)
+    idx = torch.as_tensor(classes, dtype=torch.long, device=a0.device)
+    scores = []
+    for s in range(0, c, chunk):
+        m = torch.nn.functional.interpolate(acts[s:s + chunk, None], size=x.shape[2:], mode="trilinear",
+                                            align_corners=False)  # (b, 1, T, H, W)
+        lo = m.flatten(1).min(1).values.view(-1, 1, 1, 1, 1)
+        hi = m.flatten(1).max(1).values.view(-1, 1, 1, 1, 1)
+        m = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(m))  # (b, 1, T, H, W)
+        scores.append(torch.softmax(model(x * m), -1)[:, idx])  # (b, n)
+    w = torch.cat(scores).T  # (n, C)
+    return logits, torch.relu(torch.einsum("nc,cthw->nthw", w, acts))
 
 
 def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> torch.Tensor:
@@ -235,7 +335,10 @@ def _batched_pullback(pullback, onehots: torch.Tensor, chunk: int) -> tuple[torc
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
                   method: str = "gradcam", activations: torch.Tensor | None = None,
                   chunk: int = 16, full_gradients: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM / Grad-CAM++ at ``layer`` for ``classes`` (targets: class logits, pre-softmax).
+    """Any method of :data:`METHODS` at ``layer`` for ``classes`` (targets: class logits, pre-softmax).
+
+    The gradient methods (Grad-CAM and its family) work as follows; Eigen-CAM, Ablation-CAM and Score-CAM
+    take their own paths (:func:`eigencam`, :func:`ablationcam`, :func:`scorecam`; Score-CAM needs ``x``).
 
     x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before. One
     forward (the stages up to ``layer`` without autograd, the rest under ``torch.func.vjp``),
@@ -258,6 +361,16 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     a0 = a0.detach()
     acts = a0[0]  # (C, T', h, w)
     n = len(classes)
+    if method == "eigencam":
+        with torch.no_grad():
+            logits = _rest(model, a0, layer)[0]  # (K,)
+        return logits, eigencam(acts)[None].expand(n, *acts.shape[1:]).contiguous()  # (n, T', h, w)
+    if method == "ablationcam":
+        return ablationcam(model, a0, layer, [int(c) for c in classes], chunk)
+    if method == "scorecam":
+        if x is None:
+            raise ExplainError("Score-CAM needs the clip itself (it masks the input), not only a layer's activations")
+        return scorecam(model, x, a0, layer, [int(c) for c in classes], max(1, chunk // 2))
     eye = torch.zeros(n, 1, model.num_classes, dtype=a0.dtype, device=a0.device)  # (n, 1, K) one-hot targets
     eye[torch.arange(n), 0, torch.as_tensor([int(c) for c in classes], dtype=torch.long, device=a0.device)] = 1.0
     with torch.enable_grad():
@@ -271,7 +384,7 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
             if n == 0:
                 return logits.detach()[0], acts.new_zeros((0, *acts.shape[1:]))
             (grads,) = _batched_pullback(pullback, eye, chunk)  # (n, 1, C, T', h, w)
-            w = _gradcam_weights(grads[:, 0].detach(), acts, method)  # (n, C)
+            return logits.detach()[0], cams_from_gradients(grads[:, 0].detach(), acts, method)  # (n, T', h, w)
     cams = torch.relu(torch.einsum("nc,cthw->nthw", w.detach(), acts))  # (n, T', h, w)
     return logits.detach()[0], cams
 
