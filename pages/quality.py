@@ -5,8 +5,9 @@ import streamlit as st
 
 import ui
 from vidviz import render
+from vidviz.explain.methods import METHOD_INFO, METHODS
 from vidviz.jobs import store
-from vidviz.jobs.quality import METRIC_INFO, METRICS, run_quality, summary_by_metric
+from vidviz.jobs.quality import METRIC_INFO, METRICS, ranked_methods, run_quality, summary_by_metric
 
 ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)
 b = ui.backend()
@@ -28,10 +29,14 @@ with ui.plain_errors():
                             key="qa_n", bind="query-params",
                             help="Each clip costs a few dozen forward passes (deletion/insertion). "
                                  "Clips scored before are kept; the run resumes where it stopped.")
-        if st.button("Score Grad-CAM and Grad-CAM++ against the random, centre and motion baselines", type="primary",
-                     key="qa_run"):
+        chosen = st.multiselect("Methods to score (next to the random, centre and motion baselines)", list(METHODS),
+                                default=["gradcam", "gradcam++"], key="qa_methods", bind="query-params",
+                                format_func=lambda m: METHOD_INFO[m].name,
+                                help="Costs per clip: " + "; ".join(f"{i.name}: {i.cost}" for i in METHOD_INFO.values()))
+        if st.button("Score the chosen methods against the random, centre and motion baselines", type="primary",
+                     key="qa_run", disabled=not chosen):
             bar = st.progress(0.0, text="Scoring...")
-            run_quality(b, split, out, ["gradcam", "gradcam++"], int(n) or None,
+            run_quality(b, split, out, list(chosen), int(n) or None,
                         progress=lambda d, t: bar.progress(d / max(t, 1), text=f"Scoring: {d}/{t} clips"))
             st.rerun()
     if not have:
@@ -47,6 +52,10 @@ with ui.plain_errors():
     if failed is not None and len(failed):
         st.warning(f"{len(failed)} clip(s) could not be scored, e.g. clip {failed['clip'].iloc[0]}: "
                    f"{failed['error'].iloc[0]} (all in quality_failures.csv of the store).")
+    st.markdown("**Methods ranked**: mean rank over the quality metrics below (1 = best on every metric, each in its "
+                "own direction), and the time each takes per clip.")
+    ranking = ranked_methods(summary)
+    st.dataframe(ranking[[c for c in ("mean rank", "seconds") if c in ranking.columns]], key="qa_ranked")
     by_metric = summary_by_metric(summary)
     st.dataframe(by_metric.drop(columns="definition"), key="qa_summary", width="stretch")
     with st.container(key="qa_definitions"):  # the definitions below the table: it stays narrow enough to read

@@ -161,7 +161,7 @@ def test_quality_page_renders_scores(backend, test_store):
     at = run_page("pages/quality.py")
     assert at.title[0].value == "Saliency quality"
     assert at.dataframe and at.get("plotly_chart")
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "better" in d.value.columns)
     assert {"gradcam", "gradcam++", "random", "centre", "motion", "better"} <= set(table.columns)
     defined = next(m.value for m in at.markdown if "Deletion AUC** (lower is better)" in m.value)
     from vidviz.jobs.quality import METRIC_INFO
@@ -172,6 +172,9 @@ def test_quality_page_renders_scores(backend, test_store):
     assert cell.startswith(f"{row['mean']:.3f} ± ") and cell.endswith(f"({int(row['n'])})")  # the scored figures
     assert table.loc["Deletion AUC", "better"] == "lower" and table.loc["Insertion AUC", "better"] == "higher"
     assert at.selectbox(key="qa_method").value == "gradcam"
+    ranking = next(d.value for d in at.dataframe if "mean rank" in d.value.columns)
+    assert set(ranking.index) == {"gradcam", "gradcam++", "random", "centre", "motion"}
+    assert list(ranking["mean rank"]) == sorted(ranking["mean rank"]) and "seconds" in ranking.columns
 
 
 @pytest.fixture()
@@ -240,7 +243,7 @@ def test_quality_score_button_scores_the_chosen_number_of_clips(tiny_default):
     at.number_input(key="qa_n").set_value(2)
     at.button(key="qa_run").click().run()
     assert not at.exception
-    assert {"gradcam", "gradcam++", "random", "centre", "motion"} <= set(at.dataframe[0].value.columns)
+    assert {"gradcam", "gradcam++", "random", "centre", "motion"} <= set(next(d.value for d in at.dataframe if "better" in d.value.columns).columns)
     assert any(m.value.startswith("**2 of ") and "**train** split scored" in m.value for m in at.markdown)
 
 

@@ -378,7 +378,7 @@ def test_the_quality_page_scores_from_the_page_and_explains_every_figure(server,
     box.press("Enter")
     pg.wait_for_function("() => location.search.includes('qa_n=2')", timeout=30_000)
     wait_ready(pg, "Saliency quality")
-    pg.get_by_role("button", name=re.compile("Score Grad-CAM and Grad-CAM\\+\\+")).click()
+    pg.get_by_role("button", name=re.compile("Score the chosen methods")).click()
     pg.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)  # progress while it scores
     pg.get_by_text(f"2 of {n_labelled} labelled clips").wait_for(timeout=180_000)
     wait_ready(pg, "Saliency quality")

@@ -187,3 +187,25 @@ def test_quality_finishes_when_the_first_clips_cannot_be_decoded(tiny_ds, tmp_pa
 
     failed = pd.read_csv(tmp_path / "q" / "quality_failures.csv")
     assert list(failed["clip"].astype(str)) == [r.id for r in recs[:3]] and failed["error"].str.len().min() > 10
+
+
+@pytest.mark.slow
+def test_quality_scores_every_method_and_ranks_them(tiny_ds, tmp_path):
+    import pandas as pd
+    from support import run_cli
+
+    from vidviz.explain.methods import METHODS
+    from vidviz.models import save_checkpoint
+
+    ck = save_checkpoint(tmp_path / "m.pt", random_model(2))
+    r = run_cli("quality", "--data", str(tiny_ds), "--checkpoint", str(ck), "--split", "train", "--max-clips", "1",
+                "--sanity-clips", "1", "--methods", "all", "--out", str(tmp_path / "q"))
+    assert r.returncode == 0, r.stderr
+    s = pd.read_csv(tmp_path / "q" / "quality.csv")
+    assert set(s["method"]) == {*METHODS, "random", "centre", "motion"}
+    assert set(s[s["metric"] == "randomisation_rho"]["method"]) >= set(METHODS)  # the sanity check for every method
+    secs = s[s["metric"] == "seconds"].set_index("method")["mean"]
+    assert (secs[list(METHODS)] > 0).all() and secs["scorecam"] > secs["gradcam++"]  # 128 masked forwards cost more
+    table = r.stdout.split("best first")[0].splitlines()
+    ranks = [float(line.split()[1]) for line in table[2:] if line.strip()]
+    assert len(ranks) == len(METHODS) + 3 and ranks == sorted(ranks)  # ranked, best first

@@ -214,7 +214,7 @@ def _quality(a) -> int:
 
     from vidviz.backend import Backend
     from vidviz.errors import DatasetError
-    from vidviz.jobs.quality import DIRECTIONS, prepare_quality_dir, run_quality, summary_wide
+    from vidviz.jobs.quality import DIRECTIONS, prepare_quality_dir, ranked_methods, run_quality
     from vidviz.jobs.store import store_dir
 
     b = Backend(a.checkpoint, a.data, device=a.device)
@@ -229,8 +229,9 @@ def _quality(a) -> int:
     summary, clips = run_quality(b, a.split, out, methods, a.max_clips, a.sanity_clips, progress=progress)
     bar.close()
     with pd.option_context("display.width", 250, "display.max_columns", 20):
-        print(summary_wide(summary).to_string())
-    print(f"{DIRECTIONS}; ± is a 95% CI; {clips['clip'].nunique()} clips")
+        print(ranked_methods(summary).to_string())
+    print(f"best first, by the mean rank over the quality metrics; {DIRECTIONS}; ± is a 95% CI; "
+          f"{clips['clip'].nunique()} clips")
     print(f"wrote {out / 'quality.csv'} and {out / 'quality_clips.csv'}")
     failed = clips.attrs.get("failures") or []
     if failed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zlib
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from vidviz.jobs.store import assign_cases
 BASELINES = ("random", "centre", "motion")
 METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "temporal_share", "temporal_peak",
            "deletion", "insertion", "deletion_frames")
-HIGHER_IS_BETTER = {m: m not in ("deletion", "deletion_frames", "randomisation_rho") for m in (*METRICS, "randomisation_rho")}
-DIRECTIONS = "higher is better except deletion, deletion_frames and randomisation_rho (lower is better)"
+HIGHER_IS_BETTER = {m: m not in ("deletion", "deletion_frames", "randomisation_rho", "seconds")
+                    for m in (*METRICS, "randomisation_rho", "seconds")}
+DIRECTIONS = "higher is better except deletion, deletion_frames, randomisation_rho and seconds (lower is better)"
 #: metric -> (name, one-sentence definition). Every figure is scored against the clip's true class.
 METRIC_INFO = {
     "pointing_object": ("Pointing, object", "Share of frames whose map peak lies inside the acted-on object's box."),
@@ -41,6 +43,8 @@ METRIC_INFO = {
     "deletion_frames": ("Frame deletion AUC", "Mean class probability while whole frames are blurred, most important first."),
     "randomisation_rho": ("Randomisation rho", "Rank correlation of the map with the map of a fully randomised model "
                                                 "(an explanation that ignores the model stays near 1)."),
+    "seconds": ("Seconds per clip", "Time to compute one clip's map of the true class on this machine, the method's "
+                                    "own forward pass included (not part of the mean rank)."),
 }
 
 
@@ -53,18 +57,29 @@ def _boxes(per_frame, role: str, clip):
     return out
 
 
-def saliency_maps(backend, key: str, target: int, methods: list[str]) -> dict[str, np.ndarray]:
-    """Each method's and baseline's map of ``key`` at the displayed size (T, S0, S0), raw scale."""
+def saliency_maps(backend, key: str, target: int, methods: list[str],
+                  seconds: dict | None = None) -> dict[str, np.ndarray]:
+    """Each method's and baseline's map of ``key`` at the displayed size (T, S0, S0), raw scale.
+
+    ``seconds``, when given, receives each one's time on this clip: a method's from the clip's tensor, with
+    its own forward (nothing cached), so that the methods' times compare.
+    """
     opened = backend.open(key)
     frames = opened.clip.frames
     shape = (frames.shape[0], frames.shape[1], frames.shape[2])
+    x = opened.x.to(backend.device)  # (1, 3, T, S, S)
     out = {}
+    timed = {} if seconds is None else seconds
     for m in methods:
-        raw = backend.explain(key, [target], m, None).map_for(target)
+        t0 = time.perf_counter()
+        raw = explain(backend.model, x, [target], m).map_for(target)  # (T', h, w)
+        timed[m] = time.perf_counter() - t0
         out[m] = upsample(raw, shape)
-    out["random"] = q.random_map(shape, seed=zlib.crc32(key.encode()))  # the same baseline in every process
-    out["centre"] = q.centre_prior(shape)
-    out["motion"] = q.motion_map(frames)
+    for name, make in (("random", lambda: q.random_map(shape, seed=zlib.crc32(key.encode()))),  # same in every process
+                       ("centre", lambda: q.centre_prior(shape)), ("motion", lambda: q.motion_map(frames))):
+        t0 = time.perf_counter()
+        out[name] = make()
+        timed[name] = time.perf_counter() - t0
     return out
 
 
@@ -79,8 +94,9 @@ def score_clip(backend, key: str, methods: list[str], steps: int = 8) -> list[di
     case = assign_cases(opened.logits[None], np.array([-1 if rec.label is None else rec.label]))[0][0]
     rows = []
     s = backend.spec.size
-    for name, sal in saliency_maps(backend, key, target, methods).items():
-        r = {"clip": key, "label": rec.template or "", "case": case, "method": name}
+    seconds = {}
+    for name, sal in saliency_maps(backend, key, target, methods, seconds).items():
+        r = {"clip": key, "label": rec.template or "", "case": case, "method": name, "seconds": seconds[name]}
         r["pointing_object"] = q.pointing_game(sal, obj)[1]
         r["energy_object"] = q.energy_in_box(sal, obj)[1]
         r["pointing_hand"] = q.pointing_game(sal, hand)[1]
@@ -125,6 +141,11 @@ def summarise(clips: pd.DataFrame, sanity_rows: pd.DataFrame | None = None) -> p
             mean, half, n = q.mean_ci(g[metric].to_numpy(dtype=float))
             out.append({"method": method, "metric": metric, "mean": mean, "ci95": half, "n": n,
                         "higher_is_better": HIGHER_IS_BETTER[metric]})
+    if "seconds" in clips.columns:  # time per clip (a method's own forward included)
+        for method, g in clips.groupby("method", sort=False):
+            mean, half, n = q.mean_ci(g["seconds"].to_numpy(dtype=float))
+            out.append({"method": method, "metric": "seconds", "mean": mean, "ci95": half, "n": n,
+                        "higher_is_better": False})
     if sanity_rows is not None and len(sanity_rows):
         for method, g in sanity_rows.groupby("method", sort=False):
             mean, half, n = q.mean_ci(g["randomisation_rho"].to_numpy(dtype=float))
@@ -216,19 +237,35 @@ def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], ma
     return summary, clips
 
 
+def ranked_methods(summary: pd.DataFrame) -> pd.DataFrame:
+    """Methods and baselines, best first: their mean rank over the quality metrics (direction-aware; 1 = best on
+    every metric), then each metric as ``mean ± ci``, and the seconds per clip. Time does not enter the rank."""
+    s = summary[summary["metric"].isin(METRICS)].copy()
+    s = s[s["n"] > 0]
+    s["rank"] = s.groupby("metric")["mean"].rank(ascending=False, method="average")
+    flip = ~s["metric"].map(HIGHER_IS_BETTER).astype(bool)
+    s.loc[flip, "rank"] = s[flip].groupby("metric")["mean"].rank(ascending=True, method="average")
+    rank = s.groupby("method")["rank"].mean().rename("mean rank")
+    wide = summary_wide(summary)
+    out = pd.concat([rank, wide], axis=1).sort_values("mean rank")
+    out["mean rank"] = out["mean rank"].round(2)
+    out.index.name = "method"
+    return out
+
+
 def summary_wide(summary: pd.DataFrame) -> pd.DataFrame:
     """Methods as rows, metrics as columns, ``mean ± ci`` as text."""
     s = summary.copy()
     s["value"] = [f"{m:.3f} ± {c:.3f}" if np.isfinite(c) else f"{m:.3f}" for m, c in zip(s["mean"], s["ci95"], strict=True)]
     return s.pivot(index="method", columns="metric", values="value").reindex(
-        columns=[m for m in (*METRICS, "randomisation_rho") if m in set(s["metric"])])
+        columns=[m for m in (*METRICS, "randomisation_rho", "seconds") if m in set(s["metric"])])
 
 
 def summary_by_metric(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per metric (name, better, definition), one column per method: ``mean ± ci (n)``; '-' where not scored."""
     methods = list(dict.fromkeys(summary["method"]))
     rows = []
-    for metric in (*METRICS, "randomisation_rho"):
+    for metric in (*METRICS, "randomisation_rho", "seconds"):
         sub = summary[summary["metric"] == metric].set_index("method")
         if sub.empty:
             continue
