@@ -266,6 +266,12 @@ def backend_or_none(show_errors: bool = True) -> Backend | None:
     return None
 
 
+def backend_for(checkpoint: str | Path) -> Backend:
+    """The shared backend of another checkpoint over the chosen dataset (a compare row)."""
+    root, _ = chosen()
+    return get_backend(str(checkpoint), str(root), config.CACHE_MB)
+
+
 def backend() -> Backend:
     b = backend_or_none()
     if b is None:

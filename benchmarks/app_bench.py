@@ -33,7 +33,7 @@ def bench_app(a) -> None:
     at.run()
     rerun = []
     for i in range(6):  # a control outside the player: the whole page script runs, the payload comes from cache
-        at.toggle(key="compare").set_value(i % 2 == 1)
+        at.toggle(key="temporal").set_value(i % 2 == 1)
         t0 = time.perf_counter()
         at.run()
         rerun.append((time.perf_counter() - t0) * 1000)
@@ -54,7 +54,7 @@ def bench_app(a) -> None:
         fwd.append(f_ms)
     err = [e.value for e in at.exception] + [e.value for e in at.error]
     print(f"viewer, server-side (AppTest script run), median of {len(rerun)} / {len(opens)}:")
-    print(f"  script run, cached payload (compare on/off): {statistics.median(rerun):7.1f} ms")
+    print(f"  script run, cached payload (temporal tests on/off): {statistics.median(rerun):7.1f} ms")
     print(f"  open uncached clip (with the player's payload): {statistics.median(opens):7.1f} ms = forward {f_ms:.1f} ms + "
           f"{statistics.median(opens) - f_ms:.1f} ms (target: forward + <= 300)")
     if err:

@@ -15,8 +15,9 @@ qp = st.query_params
 VIDEO_TYPES = ["webm", "mp4", "avi", "mkv", "mov", "m4v"]
 
 
-CLASS_PARAMS = ("below", "a", "b")  # the class of the sections below and the compared classes, per clip
-CLASS_WIDGETS = ("vw_below", "vw_cls_a", "vw_cls_b")  # their pickers (stable keys: no widget left behind per view)
+CLASS_PARAMS = ("below", "classes")  # the class of the sections below and the compared classes, per clip
+CLASS_WIDGETS = ("vw_below", "vw_cmp_classes")  # their pickers (stable keys: no widget left behind per view)
+DEFAULT_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
 
 
 def _show_clip(clip_id: str | None) -> None:
@@ -33,6 +34,82 @@ def _step(delta, ids):
     i = ids.index(cur) if cur in ids else 0
     st.session_state.vw_clip = ids[(i + delta) % len(ids)]
     _show_clip(st.session_state.vw_clip)
+
+
+COMPARE_KINDS = ["methods", "layers", "classes", "checkpoints"]
+
+
+def _compare(kind: str, cls: int) -> None:
+    """The compare view: one row per chosen item, one column per frame, one colour scale and a colour bar; the
+    rows' per-frame importance curves in one plot. Reads the page's clip (``key``, ``opened``, ``rec``)."""
+    frames, names = opened.clip.frames, b.classes
+    rows: list = []  # (label, raw map (T', h, w))
+    shared = False  # one raw scale for every row (same method and layer), else each row scaled to its own max
+    if kind == "methods":
+        chosen = st.multiselect("Methods (same class, same layer)", METHODS, default=list(DEFAULT_METHODS),
+                                key="cmp_methods", bind="query-params", max_selections=8,
+                                format_func=lambda m: METHOD_INFO[m].name)
+        with st.spinner(f"Computing {len(chosen)} methods at {layer}...", show_time=True):
+            rows = [(METHOD_INFO[m].name, b.explain(key, [cls], m, layer).map_for(cls)) for m in chosen]
+        what = f"**{names[cls]}** at {layer}"
+    elif kind == "layers":
+        layers = b.model.layer_names[::-1]
+        chosen = st.multiselect("Layers (same class, same method)", layers, default=layers, key="cmp_layers",
+                                bind="query-params")
+        rows = [(f"{lay} ({'x'.join(map(str, b.explain(key, [cls], method, lay).map_for(cls).shape))})",
+                 b.explain(key, [cls], method, lay).map_for(cls)) for lay in chosen]
+        what = f"**{names[cls]}**, {METHOD_INFO[method].name}"
+    elif kind == "classes":
+        true_idx = rec.label if rec is not None else None
+        default = list(dict.fromkeys([c for c in (true_idx, top[0][0], top[1][0]) if c is not None]))[:2]
+        asked = [int(c) for c in qp.get("classes", "").split(",") if c.isdigit() and int(c) < len(names)] \
+            if rec is not None and qp.get("clip") == rec.id else []
+        if "vw_cmp_classes" not in st.session_state:
+            st.session_state.vw_cmp_classes = asked or default
+        chosen = st.multiselect("Classes (same method, same layer; first: the true label)", list(range(len(names))),
+                                key="vw_cmp_classes", format_func=lambda c: f"{names[c]}  ({opened.probs[c]:.2f})",
+                                on_change=lambda: rec is not None and st.query_params.update(
+                                    classes=",".join(map(str, st.session_state.vw_cmp_classes))))
+        expl = b.explain(key, list(chosen), method, layer) if chosen else None
+        rows = [(names[c], expl.map_for(c)) for c in chosen]
+        shared = True
+        what = f"{METHOD_INFO[method].name} at {layer}"
+    else:
+        others = {label: path for label, path in ui.checkpoints().items() if path != b.model.checkpoint_path
+                  and str(path) != str(b.model.checkpoint_path)}
+        chosen = st.multiselect("Other checkpoints (the class matched by name)", list(others), key="cmp_ckpts",
+                                bind="query-params")
+        if rec is None and chosen:
+            st.info("An uploaded clip is compared within one checkpoint; open a dataset clip to compare checkpoints.")
+            chosen = []
+        rows = [(f"this checkpoint ({layer})", b.explain(key, [cls], method, layer).map_for(cls))]
+        for label in chosen:
+            other = ui.backend_for(others[label])
+            if names[cls] not in other.classes:
+                st.warning(f"{label} has no class named {names[cls]!r}: not shown.")
+                continue
+            c2 = other.classes.index(names[cls])
+            rows.append((f"{label} ({other.model.last_layer})", other.explain(key, [c2], method).map_for(c2)))
+        what = f"**{names[cls]}**, {METHOD_INFO[method].name}"
+    if not rows:
+        st.info("Choose what to compare.")
+        return
+    scale = max(max(float(m.max()) for _, m in rows), 1e-12) if shared else None
+    shown = [(label, b.display_maps(m, key, "global", scale) if shared else b.display_maps(m, key, "clip"))
+             for label, m in rows]  # each (T, S0, S0) in [0, 1]
+    st.image(render.compare_grid(frames, shown), width="stretch", output_format="PNG")
+    st.caption(f"{len(rows)} {kind} × {len(frames)} frames: {what}. One colour scale (jet, colour bar on the "
+               "right): " + ("the raw map values, from 0 to the largest of all rows." if shared else
+                             "each row as a share of its own maximum (the rows' raw values have different units)."))
+    if kind == "classes" and len(rows) == 2:
+        (la, _), (lb, _) = rows
+        diff = b.display_signed(contrast(expl, chosen[0], chosen[1]), key)  # (T, S0, S0) in [-1, 1]
+        st.markdown(f"**Difference A − B** (red: more evidence for *{la}*, blue: for *{lb}*)")
+        st.image(list(render.signed_overlay(frames, diff)), width=80, caption=[str(i + 1) for i in range(len(frames))],
+                 output_format="JPEG")
+    curves = {label: importance_curve(m, len(frames)) for label, m in rows}
+    st.plotly_chart(render.importance_figure(curves, title="Per-frame importance of each row"),
+                    key="vw_compare_curves", width="stretch")
 
 
 with ui.plain_errors():
@@ -121,30 +198,13 @@ with ui.plain_errors():
                        format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
                        on_change=to_url, args=("below", "vw_below"))
 
-    if st.toggle("Compare two classes", key="compare", bind="query-params"):
-        true_idx = rec.label if rec is not None else None
-        a_default = true_idx if true_idx is not None else top[0][0]
-        b_default = top[0][0] if top[0][0] != a_default else top[1][0]
-        names = list(range(len(b.classes)))
-        ca, cb = st.columns(2)
-        cls_a = ca.selectbox("Class A (default: true label)", names, index=url_class("a", a_default, names),
-                             key="vw_cls_a", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                             on_change=to_url, args=("a", "vw_cls_a"))
-        cls_b = cb.selectbox("Class B (default: prediction)", names, index=url_class("b", b_default, names),
-                             key="vw_cls_b", format_func=lambda c: f"{b.classes[c]}  ({probs[c]:.2f})",
-                             on_change=to_url, args=("b", "vw_cls_b"))
-        pair = b.explain(key, [cls_a, cls_b], method, layer)
-        scale = max(float(pair.maps.max()), 1e-12)  # one scale for both, so they compare
-        frames = opened.clip.frames
-        for col, c in ((ca, cls_a), (cb, cls_b)):
-            m = b.display_maps(pair.map_for(c), key, "global", scale)
-            col.image(list(render.overlay(frames, m, 0.5)), width=80, caption=[str(i + 1) for i in range(T)],
-                      output_format="JPEG")
-        diff = b.display_signed(contrast(pair, cls_a, cls_b), key)  # (T, S0, S0) in [-1, 1]
-        st.markdown(f"**Difference A − B** (red: more evidence for *{b.classes[cls_a]}*, blue: for *{b.classes[cls_b]}*)")
-        st.image(list(render.signed_overlay(frames, diff)), width=80, caption=[str(i + 1) for i in range(T)],
-                 output_format="JPEG")
-
+    # ---------------------------------------------------------------- compare side by side: rows x frames
+    kind = st.segmented_control("Compare side by side", COMPARE_KINDS, key="compare", bind="query-params",
+                                help="Rows of maps over the clip's frames on one colour scale: several methods, "
+                                     "layers or classes, or other checkpoints on this clip.")
+    if kind:
+        with st.container(key="vw_compare"):
+            _compare(kind, cls)
     if st.toggle("Temporal perturbation tests (reverse, freeze, shuffle, blank each frame)", key="temporal",
                  bind="query-params"):
         rep = b.temporal(key, cls)

@@ -125,12 +125,17 @@ def test_a_class_outside_the_payload_is_computed_on_request(backend):
 def test_viewer_compare_and_temporal_modes(backend):
     rec = backend.dataset.split("test")[1]
     at = run_page("pages/viewer.py", {"clip": rec.id})
-    at.toggle(key="compare").set_value(True).run()
+    at.button_group(key="compare").set_value("classes").run()
     at.toggle(key="temporal").set_value(True).run()
     assert not at.exception
-    assert any("Difference A − B" in m.value for m in at.markdown)
-    assert any(s.label.startswith("Class A") for s in at.selectbox)
+    assert any("Difference A − B" in m.value for m in at.markdown)  # two classes: their difference too
+    assert at.multiselect(key="vw_cmp_classes").value[0] == rec.label  # the true label first
     assert at.table, "temporal perturbation table missing"
+    for kind, rows in (("methods", 4), ("layers", len(backend.model.layer_names))):
+        at.button_group(key="compare").set_value(kind).run()
+        assert not at.exception
+        cap = next(c.value for c in at.caption if f"{kind} ×" in c.value)
+        assert cap.startswith(f"{rows} {kind} × 16 frames") and "own maximum" in cap
 
 
 def test_viewer_unknown_clip_is_a_plain_error(backend):

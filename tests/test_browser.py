@@ -305,8 +305,8 @@ def test_a_link_with_every_parameter_restores_every_control(server, page, defaul
     true = b.dataset.get(clip).label
     # none of them a default (the true label, the top-1, the player's class)
     below, cls_a, cls_b, later = [c for c in top if c not in (true, top[0], top[1])][:4]
-    pg.goto(f"{server}/?page=viewer&clip={clip}&cls={cls}&frame=7&alpha=0.30&norm=frame&gt=1&compare=true"
-            f"&temporal=true&layer=layer4&method=gradcam&below={below}&a={cls_a}&b={cls_b}")
+    pg.goto(f"{server}/?page=viewer&clip={clip}&cls={cls}&frame=7&alpha=0.30&norm=frame&gt=1&compare=classes"
+            f"&temporal=true&layer=layer4&method=gradcam&below={below}&classes={cls_a},{cls_b}")
     wait_ready(pg, "Grad-CAM viewer")
     wait_player(pg, cls=cls, frame=7)
     assert pg.locator('[data-testid="vv-alpha"]').input_value() == "0.3"
@@ -316,10 +316,15 @@ def test_a_link_with_every_parameter_restores_every_control(server, page, defaul
     pg.get_by_text("on the clip as it is").first.wait_for(timeout=60_000)  # the temporal tests are on
     names = b.classes
     assert names[below] in select_text(pg, "Class for the temporal tests")
-    assert names[cls_a] in select_text(pg, "Class A") and names[cls_b] in select_text(pg, "Class B")
-    # a class chosen here goes into the link
-    choose(pg, "Class B", names[later])
-    pg.wait_for_function(f"() => new URL(location.href).searchParams.get('b') === '{later}'", timeout=30_000)
+    chosen = pg.locator(".st-key-vw_cmp_classes").inner_text()
+    assert names[cls_a] in chosen and names[cls_b] in chosen and names[true] not in chosen  # the link's, not defaults
+    # a class added here goes into the link
+    box = pg.locator(".st-key-vw_cmp_classes input").first
+    box.click()
+    box.fill(names[later])
+    pg.locator('[role="listbox"] [role="option"]').filter(has_text=names[later]).first.click()
+    want = f"{cls_a},{cls_b},{later}"
+    pg.wait_for_function(f"() => new URL(location.href).searchParams.get('classes') === '{want}'", timeout=30_000)
     assert page.errors == []
 
 
@@ -480,4 +485,41 @@ def test_a_confusion_matrix_cell_drills_down_to_its_clips(server, page, default_
     assert want
     eventually(lambda: bool(card_clips(pg)) and card_clips(pg) <= want)  # only that cell's clips (a page of them)
     no_exception(pg)
+    assert page.errors == []
+
+
+@pytest.mark.browser
+def test_the_compare_view_shows_four_methods_by_sixteen_frames_on_one_scale(server, page, default_backend):
+    from vidviz.render import COMPARE_BAR_W, COMPARE_HEAD_H, COMPARE_LABEL_W, jet
+
+    pg = page.pg
+    clip = default_backend.dataset.split("test")[2].id
+    from urllib.parse import quote
+
+    names = ["Grad-CAM", "Grad-CAM++", "Eigen-CAM", "Ablation-CAM"]  # not the default rows; the link names them
+    pg.goto(f"{server}/?page=viewer&clip={clip}&compare=methods&" + "&".join(f"cmp_methods={quote(n)}" for n in names))
+    wait_ready(pg, "Grad-CAM viewer")
+    box = pg.locator(".st-key-vw_compare")
+    box.get_by_text("4 methods × 16 frames").wait_for(timeout=120_000)
+    chips = pg.locator(".st-key-cmp_methods").inner_text()
+    assert all(n in chips for n in names) and "XGrad-CAM" not in chips
+    img = box.locator("img").first
+    img.wait_for(timeout=60_000)
+    pg.wait_for_function("(el) => el.complete && el.naturalWidth > 0", arg=img.element_handle(), timeout=60_000)
+    w, h = img.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+    full_w, full_h = COMPARE_LABEL_W + 16 * 80 + COMPARE_BAR_W, COMPARE_HEAD_H + 4 * 80  # as drawn, 80 px tiles
+    assert abs(w / h - full_w / full_h) < 0.02  # four rows of sixteen frames (the app may scale the image)
+    k = w / full_w
+    # the colour bar: the jet colour map from 1 (top) to 0 (bottom), read back from the painted image
+    x, y_top, y_bottom = int((COMPARE_LABEL_W + 16 * 80 + 13) * k), int((COMPARE_HEAD_H + 3) * k), h - 3
+    js = """([el, x, y0, y1]) => { const c = document.createElement('canvas'); c.width = el.naturalWidth;
+        c.height = el.naturalHeight; const g = c.getContext('2d'); g.drawImage(el, 0, 0);
+        return [Array.from(g.getImageData(x, y0, 1, 1).data), Array.from(g.getImageData(x, y1, 1, 1).data)]; }"""
+    top, bottom = (np.array(p[:3], dtype=int) for p in pg.evaluate(js, [img.element_handle(), x, y_top, y_bottom]))
+    assert np.abs(top - jet(np.array([[1.0]]))[0, 0]).max() <= 40  # red at the top
+    assert np.abs(bottom - jet(np.array([[0.0]]))[0, 0]).max() <= 40  # blue at the bottom
+    # the four rows' per-frame importance curves in one plot
+    traces = box.locator(".js-plotly-plot .scatterlayer .trace")
+    traces.first.wait_for(state="attached", timeout=60_000)
+    assert traces.count() == 4
     assert page.errors == []

@@ -40,6 +40,48 @@ def overlay(frames: np.ndarray, maps: np.ndarray, alpha: float = 0.5) -> np.ndar
     return flat.reshape(t, h, w, 3)
 
 
+COMPARE_LABEL_W, COMPARE_HEAD_H, COMPARE_BAR_W = 170, 18, 56  # the compare grid's margins (pixels)
+
+
+def compare_grid(frames: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], tile: int = 80,
+                 alpha: float = 0.5) -> np.ndarray:
+    """One image: a row per item (its label on the left), a column per frame (numbered on top), a colour bar.
+
+    frames: uint8 (T, H, W, 3); each row's maps (T, H', W') in [0, 1] on the one scale the colour bar shows.
+    Returns uint8 (HEAD + n*tile, LABEL + T*tile + BAR, 3).
+    """
+    t = frames.shape[0]
+    small = np.stack([cv2.resize(f, (tile, tile), interpolation=cv2.INTER_AREA) for f in frames])  # (T, tile, tile, 3)
+    width = COMPARE_LABEL_W + t * tile + COMPARE_BAR_W
+    img = np.full((COMPARE_HEAD_H + len(rows) * tile, width, 3), 255, np.uint8)
+    for i in range(t):
+        cv2.putText(img, str(i + 1), (COMPARE_LABEL_W + i * tile + tile // 2 - 6, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    for r, (label, maps) in enumerate(rows):
+        y = COMPARE_HEAD_H + r * tile
+        strip = overlay(small, np.asarray(maps, dtype=np.float32), alpha)  # (T, tile, tile, 3)
+        img[y:y + tile, COMPARE_LABEL_W:COMPARE_LABEL_W + t * tile] = strip.transpose(1, 0, 2, 3).reshape(tile, -1, 3)
+        words, line = str(label).split(), ""
+        lines = []
+        for w in words:  # wrap the label to the column
+            if line and cv2.getTextSize(f"{line} {w}", cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] > COMPARE_LABEL_W - 8:
+                lines.append(line)
+                line = w
+            else:
+                line = f"{line} {w}".strip()
+        lines.append(line)
+        for k, text in enumerate(lines[:5]):
+            cv2.putText(img, text, (4, y + 16 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    x0, top, bottom = COMPARE_LABEL_W + t * tile + 6, COMPARE_HEAD_H, img.shape[0] - 1
+    ramp = np.linspace(1.0, 0.0, bottom - top + 1)[:, None].repeat(14, 1)  # 1 at the top, 0 at the bottom
+    img[top:bottom + 1, x0:x0 + 14] = jet(ramp)
+    for v in (1.0, 0.5, 0.0):
+        yy = int(round(top + (1 - v) * (bottom - top)))
+        cv2.putText(img, f"{v:g}", (x0 + 17, min(max(yy + 4, top + 8), bottom)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
 def signed_overlay(frames: np.ndarray, diff: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     """Red where ``diff`` > 0, blue where < 0 (a contrast map scaled to [-1, 1]) over frames (T, H, W, 3).
 

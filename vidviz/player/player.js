@@ -287,7 +287,7 @@ export default function (component) {
     // mounted again (adopt() writes them back at once)
     const u = new URL(window.location.href), q = u.searchParams;
     if (q.get("page") === "viewer" && q.get("clip") === data.clip && !/\/viewer\/?$/.test(u.pathname)) {
-      for (const k of ["page", "clip", "cls", "frame", "alpha", "norm", "gt", "below", "a", "b"]) q.delete(k);
+      for (const k of ["page", "clip", "cls", "frame", "alpha", "norm", "gt", "below", "classes"]) q.delete(k);
       window.history.replaceState(window.history.state, "", u.toString());
     }
   };
