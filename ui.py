@@ -335,11 +335,11 @@ PLAYER_PARAMS = ("cls", "frame", "alpha", "norm", "gt")  # kept in the URL by th
 
 @st.cache_data(max_entries=48, show_spinner=False)
 def _payload(checkpoint_hash: str, data_root: str, key: str, method: str, layer: str, extra: tuple[int, ...],
-             _b: Backend) -> dict:
-    """One payload per (checkpoint, clip, method, layer, classes asked for): built once, then served from here."""
+             settings: tuple, _b: Backend) -> dict:
+    """One payload per (checkpoint, clip, method, layer, classes asked for, settings): built once, then served here."""
     from vidviz.player.payload import build_payload
 
-    return build_payload(_b, key, method, layer, extra)
+    return build_payload(_b, key, method, layer, extra, dict(settings))
 
 
 def player_init(key: str, clip_id: str | None, top1: int, n_classes: int, n_frames: int, default_frame: int) -> dict:
@@ -361,15 +361,17 @@ def player_init(key: str, clip_id: str | None, top1: int, n_classes: int, n_fram
             else "clip", "gt": qp.get("gt") == "1"}
 
 
-def player(b: Backend, key: str, method: str, layer: str, init: dict, view: int) -> int | None:
+def player(b: Backend, key: str, method: str, layer: str, init: dict, view: int,
+           settings: dict | None = None) -> int | None:
     """Mount the player for one clip; returns a class the user asked for whose map is not in the payload yet."""
-    extra_key = f"vw_extra:{key}:{method}:{layer}"
+    extra_key = f"vw_extra:{key}:{method}:{layer}:{sorted((settings or {}).items())}"
     extra = tuple(st.session_state.get(extra_key, ()))
-    payload = _payload(b.checkpoint_hash, str(b.dataset.root) if b.dataset else "", key, method, layer, extra, b)
+    fixed = tuple(sorted((settings or {}).items()))
+    root = str(b.dataset.root) if b.dataset else ""
+    payload = _payload(b.checkpoint_hash, root, key, method, layer, extra, fixed, b)
     if init["cls"] not in payload["available"]:  # e.g. a deep link to a class outside the top predictions
         st.session_state[extra_key] = (*extra, init["cls"])
-        payload = _payload(b.checkpoint_hash, str(b.dataset.root) if b.dataset else "", key, method, layer,
-                           (*extra, init["cls"]), b)
+        payload = _payload(b.checkpoint_hash, root, key, method, layer, (*extra, init["cls"]), fixed, b)
     result = _PLAYER(key="vw_player", data={**payload, "init": init, "view": view}, on_request_change=lambda: None)
     asked = result.get("request") if hasattr(result, "get") else getattr(result, "request", None)
     if asked is not None and int(asked) not in payload["available"]:

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from vidviz import render
+from vidviz.explain.attribution import SETTINGS
 from vidviz.explain.cam import METHODS, contrast
 from vidviz.explain.methods import METHOD_INFO
 from vidviz.explain.temporal import importance_curve
@@ -50,14 +51,18 @@ def _compare(kind: str, cls: int) -> None:
                                 key="cmp_methods", bind="query-params", max_selections=8,
                                 format_func=lambda m: METHOD_INFO[m].name)
         with st.spinner(f"Computing {len(chosen)} methods at {layer}...", show_time=True):
-            rows = [(METHOD_INFO[m].name, b.explain(key, [cls], m, layer).map_for(cls)) for m in chosen]
+            rows = [(METHOD_INFO[m].name, b.explain(key, [cls], m, layer, settings if m == method else None
+                                                    ).map_for(cls)) for m in chosen]
         what = f"**{names[cls]}** at {layer}"
     elif kind == "layers":
         layers = b.model.layer_names[::-1]
         chosen = st.multiselect("Layers (same class, same method)", layers, default=layers, key="cmp_layers",
                                 bind="query-params")
-        rows = [(f"{lay} ({'x'.join(map(str, b.explain(key, [cls], method, lay).map_for(cls).shape))})",
-                 b.explain(key, [cls], method, lay).map_for(cls)) for lay in chosen]
+        if METHOD_INFO[method].input_level:
+            st.info(f"{METHOD_INFO[method].name} attributes the input's pixels: it has no layers to compare.")
+            chosen = []
+        maps = {lay: b.explain(key, [cls], method, lay).map_for(cls) for lay in chosen}
+        rows = [(f"{lay} ({'x'.join(map(str, m.shape))})", m) for lay, m in maps.items()]
         what = f"**{names[cls]}**, {METHOD_INFO[method].name}"
     elif kind == "classes":
         true_idx = rec.label if rec is not None else None
@@ -70,7 +75,7 @@ def _compare(kind: str, cls: int) -> None:
                                 key="vw_cmp_classes", format_func=lambda c: f"{names[c]}  ({opened.probs[c]:.2f})",
                                 on_change=lambda: rec is not None and st.query_params.update(
                                     classes=",".join(map(str, st.session_state.vw_cmp_classes))))
-        expl = b.explain(key, list(chosen), method, layer) if chosen else None
+        expl = b.explain(key, list(chosen), method, layer, settings or None) if chosen else None
         rows = [(names[c], expl.map_for(c)) for c in chosen]
         shared = True
         what = f"{METHOD_INFO[method].name} at {layer}"
@@ -82,14 +87,15 @@ def _compare(kind: str, cls: int) -> None:
         if rec is None and chosen:
             st.info("An uploaded clip is compared within one checkpoint; open a dataset clip to compare checkpoints.")
             chosen = []
-        rows = [(f"this checkpoint ({layer})", b.explain(key, [cls], method, layer).map_for(cls))]
+        rows = [(f"this checkpoint ({layer})", b.explain(key, [cls], method, layer, settings or None).map_for(cls))]
         for label in chosen:
             other = ui.backend_for(others[label])
             if names[cls] not in other.classes:
                 st.warning(f"{label} has no class named {names[cls]!r}: not shown.")
                 continue
             c2 = other.classes.index(names[cls])
-            rows.append((f"{label} ({other.model.last_layer})", other.explain(key, [c2], method).map_for(c2)))
+            rows.append((f"{label} ({other.model.last_layer})",
+                         other.explain(key, [c2], method, None, settings or None).map_for(c2)))
         what = f"**{names[cls]}**, {METHOD_INFO[method].name}"
     if not rows:
         st.info("Choose what to compare.")
@@ -154,19 +160,29 @@ with ui.plain_errors():
             st.caption("An uploaded video (not linked in the URL).")
     with head_r:
         m1, m2 = st.columns(2)
-        method = m1.selectbox("Method", METHODS, key="method", bind="query-params")
-        layer = m2.selectbox("Layer (last block first)", b.model.layer_names[::-1], key="layer", bind="query-params")
+        method = m1.selectbox("Method", METHODS, key="method", bind="query-params",
+                              help="; ".join(f"{m}: {i.name} ({i.paper}), costs {i.cost}" for m, i in METHOD_INFO.items()))
+        layer = m2.selectbox("Layer (last block first)", b.model.layer_names[::-1], key="layer", bind="query-params",
+                             disabled=METHOD_INFO[method].input_level,
+                             help="An input attribution (Captum) attributes the pixels: it has no layer.")
+        settings = {}
+        if method in SETTINGS and SETTINGS[method]:
+            with st.expander(f"{METHOD_INFO[method].name} settings"):
+                for name, s in SETTINGS[method].items():  # each kept in the URL
+                    settings[name] = st.number_input(f"{name}: {s.meaning}", type(s.default)(s.low),
+                                                     type(s.default)(s.high), s.default, key=name,
+                                                     bind="query-params")
         st.caption("Heatmaps show the method's map of the target class **logit** (pre-softmax); red = intense. "
                    "Pick the class, frame, opacity and normalisation in the player: it answers in the browser.")
 
     # ---------------------------------------------------------------- the player: one view per clip opened
-    view_id = (key, method, layer)
+    view_id = (key, method, layer, tuple(sorted(settings.items())))
     info = METHOD_INFO[method]
     # a perturbation method takes seconds on a CPU: say what is being computed while it runs
     with st.spinner(f"Computing {info.name} at {layer} ({info.cost})...", show_time=True):
         if st.session_state.get("vw_view_id") != view_id:
             first = top[0][0]
-            curve = importance_curve(b.explain(key, [first], method, layer).map_for(first), T)
+            curve = importance_curve(b.explain(key, [first], method, layer, settings or None).map_for(first), T)
             init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
                                   int(curve.argmax()) + 1)
             st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1
@@ -174,7 +190,7 @@ with ui.plain_errors():
                 st.session_state.pop(k, None)
             st.session_state.vw_view_id, st.session_state.vw_init = view_id, init
         init = st.session_state.vw_init
-        asked = ui.player(b, key, method, layer, init, st.session_state.vw_view)
+        asked = ui.player(b, key, method, layer, init, st.session_state.vw_view, settings)
     if asked is not None:  # a class outside the payload: its map is computed, and the player switches to it
         st.session_state.vw_init = {**init, "cls": asked}
         st.rerun()
@@ -218,12 +234,13 @@ with ui.plain_errors():
 
     # ---------------------------------------------------------------- downloads (encoded only when clicked)
     def _bundle():
-        raw = b.explain(key, [cls], method, layer).map_for(cls)  # (T', h, w)
+        raw = b.explain(key, [cls], method, layer, settings or None).map_for(cls)  # (T', h, w)
         ov = render.overlay(opened.clip.frames, b.display_maps(raw, key), 0.5)
-        return render.export_bundle(key, cls, b.classes[cls], method, layer, ov, raw, b.spec.fps)
+        return render.export_bundle(key, cls, b.classes[cls], method, where, ov, raw, b.spec.fps)
 
-    stem = render.export_stem(key, cls, method, layer)
-    st.caption(f"Downloads: **{b.classes[cls]}**, {method} at {layer}.")
+    where = "input" if METHOD_INFO[method].input_level else layer  # an input attribution has no layer
+    stem = render.export_stem(key, cls, method, where)
+    st.caption(f"Downloads: **{b.classes[cls]}**, {method} at {where}.")
     for col, (suffix, label, mime) in zip(st.columns(4), (
             ("_overlay.webm", "Overlay video (.webm)", "video/webm"), ("_overlay.gif", "Overlay GIF", "image/gif"),
             ("_grid.png", "Frame grid (.png)", "image/png"), ("_maps.npy", "Maps (.npy, T'×h×w)", "application/octet-stream")),

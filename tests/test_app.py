@@ -302,3 +302,20 @@ def test_the_viewer_over_200_clips_stays_within_its_cache_budget_and_does_not_gr
     assert len(b._clips) < 20  # clips were pushed out: the budget is what bounds the cache
     assert alive <= len(b._clips) + 8, alive  # the evicted clips are gone (a few since the last collection)
     assert rss[200] - rss[50] < 48, rss  # flat: 150 more clips (about 3 MB each) leave nothing behind
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "ablationcam"])
+def test_the_player_shows_any_method(backend, method):
+    """An input attribution (28x28 cells a frame) and a perturbation method, top-5 in the player's payload."""
+    rec = backend.dataset.split("test")[4]
+    at = run_page("pages/viewer.py", {"clip": rec.id, "method": method})
+    assert not at.exception and not at.error
+    data = player_data(at)
+    top5 = [c for c, _ in backend.predict(rec.id)[:5]]
+    assert sorted(data["available"]) == sorted(top5)
+    layer = None if method == "ablationcam" else "layer4"
+    want = backend.explain(rec.id, top5, method, layer)
+    assert tuple(data["map_shape"]) == want.maps.shape[1:] == ((16, 28, 28) if method != "ablationcam" else (16, 7, 7))
+    maps = decoded_maps(data)
+    for i, c in enumerate(data["available"]):
+        assert np.allclose(maps[i], want.map_for(c), rtol=2e-3, atol=1e-6)

@@ -304,7 +304,7 @@ def test_evaluate_counts_the_clips_it_could_not_decode_and_refuses_when_none_dec
 
 @pytest.mark.slow
 def test_explain_works_for_every_method(tiny_ds, ckpt, tmp_path, capsys):
-    from vidviz.explain.methods import METHODS
+    from vidviz.explain.methods import METHOD_INFO, METHODS
 
     clip = open_dataset(tiny_ds).split("train")[1]
     b = Backend(ckpt, tiny_ds)
@@ -312,10 +312,14 @@ def test_explain_works_for_every_method(tiny_ds, ckpt, tmp_path, capsys):
         out = tmp_path / method
         assert main(["explain", clip.id, "--data", str(tiny_ds), "--checkpoint", str(ckpt), "--class", "0",
                      "--method", method, "--out", str(out)]) == 0, method
-        assert f"explained class 0 ({b.classes[0]}) with {method} at layer4" in capsys.readouterr().out
+        where = "input" if METHOD_INFO[method].input_level else "layer4"
+        assert f"explained class 0 ({b.classes[0]}) with {method} at {where}" in capsys.readouterr().out
         maps = np.load(next(out.glob("*_maps.npy")))
-        assert maps.shape == (16, 7, 7) and np.isfinite(maps).all() and maps.max() > 0, method
+        shape = (16, 28, 28) if where == "input" else (16, 7, 7)  # input: 4x4-pixel cells of the 112-pixel input
+        assert maps.shape == shape and np.isfinite(maps).all() and maps.max() > 0, method
         assert np.allclose(maps, b.explain(clip.id, [0], method, "layer4").map_for(0), rtol=1e-4, atol=1e-7), method
+        x = np.load(next(out.glob("*_input.npy")))  # the exact tensor the model received
+        assert x.shape == (1, 3, 16, 112, 112) and np.array_equal(x, b.open(clip.id).x.numpy())
 
 
 def test_an_unknown_method_is_one_line(tiny_ds, ckpt, capsys):

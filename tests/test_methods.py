@@ -11,12 +11,12 @@ import pytest
 import torch
 from support import random_model
 
-from vidviz.explain.cam import METHODS, autograd_cams
-from vidviz.explain.methods import METHOD_INFO
+from vidviz.explain.cam import autograd_cams
+from vidviz.explain.methods import CAM_METHODS, METHOD_INFO
 from vidviz.models import load_checkpoint
 from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
 
-GRADIENT = [m for m in METHODS if METHOD_INFO[m].uses_gradient]
+GRADIENT = [m for m in CAM_METHODS if METHOD_INFO[m].uses_gradient]
 
 
 def hooked(model, x, layer):
@@ -189,7 +189,7 @@ def evidence_model() -> tuple[VideoClassifier, torch.Tensor]:
     return model, x
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CAM_METHODS)  # (the input attributions: tests/test_attribution.py)
 def test_every_method_finds_the_evidence_where_it_is(method):
     model, x = evidence_model()
     _, maps = autograd_cams(model, x, "feat", [0], method)
@@ -204,6 +204,6 @@ def test_every_method_finds_the_evidence_where_it_is(method):
 def test_a_random_model_still_gives_finite_maps_for_every_method():
     model = random_model(1)
     x = clip(6, t=8, s=64)
-    for method in METHODS:
+    for method in CAM_METHODS:
         logits, maps = autograd_cams(model, x, "layer4", [0, 1], method)
         assert maps.shape[0] == 2 and torch.isfinite(maps).all() and (maps >= 0).all(), method

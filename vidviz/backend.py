@@ -31,9 +31,11 @@ from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
 from vidviz.errors import ExplainError, VideoError
 from vidviz.explain.cam import (
+    INPUT,
     Explanation,
     autograd_cams,
     check_request,
+    check_settings_for,
     forward_cams,
     layer_activations,
     normalise,
@@ -41,6 +43,7 @@ from vidviz.explain.cam import (
     ranked,
     upsample,
 )
+from vidviz.explain.methods import INPUT_METHODS
 from vidviz.explain.temporal import TemporalReport, perturbation_tests
 from vidviz.models.checkpoint import load_checkpoint
 from vidviz.runtime import pick_device
@@ -269,26 +272,36 @@ class Backend:
         return self.open(key).top
 
     def explain(self, key: str, classes: list[int] | None = None, method: str = "gradcam",
-                layer: str | None = None) -> Explanation:
-        """Maps of ``classes`` (default all, or top-5 off the fast path) for ``key``."""
+                layer: str | None = None, settings: dict | None = None) -> Explanation:
+        """Maps of ``classes`` (default all, or top-5 off the fast path) for ``key``; an input method's are cached
+        per settings."""
         layer = layer or self.model.last_layer
         check_request(self.model, method, layer, classes or ())
+        check_settings_for(method, settings)
         opened = self.open(key)
+        if method in INPUT_METHODS:
+            from vidviz.explain.attribution import attribute, check_settings
+
+            settings = check_settings(method, settings, tuple(opened.x.shape))  # the defaults filled in
+            layer = INPUT
         if one_pass_applies(self.model, method, layer):  # exact, from the cached forward
             idx = list(range(len(self.classes))) if classes is None else [int(c) for c in classes]
             return Explanation(logits=opened.logits, probs=opened.probs, classes=tuple(idx),
                                maps=opened.all_maps[idx].copy() if classes is not None else opened.all_maps,
                                layer=layer, method=method, seconds=0.0)
         want = [c for c, _ in opened.top[:5]] if classes is None else [int(c) for c in classes]
-        ck = (key, method, layer)
+        ck = (key, method, layer, tuple(sorted((settings or {}).items())))
         cached = self._explained.get(ck) or {}
         missing = [c for c in want if c not in cached]
         t0 = time.perf_counter()
         if missing:  # one batched backward for the missing classes and the top-5 not yet cached
             batch = list(dict.fromkeys(missing + [c for c, _ in opened.top[:5] if c not in cached]))
-            acts = self._activations(key, layer)
-            x = opened.x.to(self.device) if method == "scorecam" else None  # (1, 3, T, S, S): it masks the input
-            _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device))
+            if method in INPUT_METHODS:
+                _, maps = attribute(self.model, opened.x.to(self.device), batch, method, settings)
+            else:
+                acts = self._activations(key, layer)
+                x = opened.x.to(self.device) if method == "scorecam" else None  # (1, 3, T, S, S): it masks the input
+                _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device))
             cached = {**cached, **{c: m for c, m in zip(batch, maps.float().cpu().numpy(), strict=True)}}
             self._explained.put(ck, cached, sum(m.nbytes for m in cached.values()) + 1024)
         maps = np.stack([cached[c] for c in want])

@@ -58,10 +58,10 @@ import torch
 from torch import nn
 
 from vidviz.errors import ExplainError
-from vidviz.explain.methods import METHOD_INFO, METHODS
+from vidviz.explain.methods import INPUT_METHODS, METHOD_INFO, METHODS
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
-GRADIENT_METHODS = tuple(m for m, info in METHOD_INFO.items() if info.uses_gradient)
+GRADIENT_METHODS = tuple(m for m, info in METHOD_INFO.items() if info.uses_gradient and not info.input_level)
 
 
 def ranked(probs: np.ndarray) -> list[tuple[int, float]]:
@@ -75,11 +75,16 @@ def one_pass_applies(model: VideoClassifier, method: str, layer: str | None) -> 
     return method == "gradcam" and (layer is None or layer == model.last_layer)
 
 
+INPUT = "input"  # the "layer" of an input attribution (Captum's methods attribute the pixels)
+
+
 def check_request(model: VideoClassifier, method: str, layer: str, classes=()) -> None:
     """Typed one-line errors for an unknown method or layer, or a class out of range."""
     if method not in METHODS:
         raise ExplainError(f"unknown method {method!r} (use one of {', '.join(METHODS)})")
-    if layer not in model.layer_names:
+    if method in INPUT_METHODS:
+        pass  # the input's pixels, whatever layer the viewer shows for the CAMs
+    elif layer not in model.layer_names:
         raise ExplainError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
     bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
     if bad:
@@ -355,6 +360,8 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     eval mode (dropout and batch statistics would otherwise change the result).
     """
     check_request(model, method, layer, classes)
+    if method in INPUT_METHODS:
+        raise ExplainError(f"{method} attributes the input, not a layer (use vidviz.explain.attribution.attribute)")
     if model.training:
         raise ExplainError("autograd_cams needs the model in eval mode (call model.eval())")
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
@@ -390,16 +397,23 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
 
 
 def explain(model: VideoClassifier, x: torch.Tensor, classes: list[int] | None = None, method: str = "gradcam",
-            layer: str | None = None) -> Explanation:
+            layer: str | None = None, settings: dict | None = None) -> Explanation:
     """Explain one clip x (1, 3, T, H, W) for ``classes`` (default: all) with ``method`` at ``layer``.
 
-    Uses the exact one-pass path for Grad-CAM at the last block, autograd otherwise.
+    Uses the exact one-pass path for Grad-CAM at the last block, autograd otherwise; Captum's input
+    attributions (:mod:`vidviz.explain.attribution`) for the input methods, with their ``settings``.
     """
     t0 = time.perf_counter()
     layer = layer or model.last_layer
     idx = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
     check_request(model, method, layer, idx)
-    if one_pass_applies(model, method, layer):
+    check_settings_for(method, settings)
+    if method in INPUT_METHODS:
+        from vidviz.explain.attribution import attribute
+
+        logits, maps = attribute(model, x, idx, method, settings)
+        layer = INPUT
+    elif one_pass_applies(model, method, layer):
         _, logits, maps = forward_cams(model, x, None if classes is None else (lambda lg: torch.as_tensor([idx])))
         logits, maps = logits[0], maps[0]  # (K,), (n, T', h, w)
     else:
@@ -408,6 +422,13 @@ def explain(model: VideoClassifier, x: torch.Tensor, classes: list[int] | None =
     return Explanation(logits=logits.float().cpu().numpy(), probs=probs.cpu().numpy(), classes=tuple(idx),
                        maps=maps.float().cpu().numpy(), layer=layer, method=method,
                        seconds=time.perf_counter() - t0)
+
+
+def check_settings_for(method: str, settings: dict | None) -> None:
+    """A CAM method has no settings: one clear line for a setting given to it."""
+    if settings and method not in INPUT_METHODS:
+        raise ExplainError(f"{method} has no setting {next(iter(settings))!r} (settings belong to "
+                           f"{', '.join(INPUT_METHODS)})")
 
 
 def contrast(expl: Explanation, cls_a: int, cls_b: int) -> np.ndarray:

@@ -51,8 +51,9 @@ def _jpeg_b64(frame: np.ndarray, quality: int = 88) -> str:
 
 
 def build_payload(backend, key: str, method: str = "gradcam", layer: str | None = None,
-                  extra_classes: tuple[int, ...] = ()) -> dict:
-    """The player's payload for ``key`` (a dataset clip id or an upload key) from ``backend``."""
+                  extra_classes: tuple[int, ...] = (), settings: dict | None = None) -> dict:
+    """The player's payload for ``key`` (a dataset clip id or an upload key) from ``backend``; ``settings`` of
+    an input-attribution method."""
     model = backend.model
     layer = layer or model.last_layer
     opened = backend.open(key)
@@ -65,7 +66,7 @@ def build_payload(backend, key: str, method: str = "gradcam", layer: str | None 
         expl = backend.explain(key, None, method, layer)  # all classes, from the cached forward
     else:
         want = list(dict.fromkeys([c for c, _ in top[:TOP_AVAILABLE]] + [int(c) for c in extra_classes]))
-        expl = backend.explain(key, want, method, layer)
+        expl = backend.explain(key, want, method, layer, settings or None)
     maps = np.ascontiguousarray(expl.maps, dtype="<f2")  # (n, T', h, w)
     boxes, window = backend.ground_truth(key)
     scale = side / s0  # sent pixels per displayed pixel
