@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE = 1
 RUFF    := $(VENV)/bin/ruff check --no-cache vidviz pages tests benchmarks app.py ui.py
 
-.PHONY: run test test-fast install install-dev data chromium lint clean
+.PHONY: run test test-fast install install-dev data chromium lint clean bench-deps
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,12 @@ test: $(VENV)/.installed-dev chromium data
 
 test-fast: $(VENV)/.installed-dev data
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+# The peers `vidviz bench methods` compares with (not needed to run or test vidviz): pytorch-grad-cam without
+# its dependency on the non-headless OpenCV, which would shadow opencv-python-headless.
+bench-deps: $(VENV)/.installed-dev
+	$(PY) -m pip install -q scipy scikit-learn ttach==0.0.3
+	$(PY) -m pip install -q --no-deps grad-cam==1.5.7
 
 lint: $(VENV)/.installed-dev
 	$(RUFF)

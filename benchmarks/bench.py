@@ -7,6 +7,7 @@ Run as ``vidviz bench WHAT`` or ``python benchmarks/bench.py WHAT``:
     vidviz bench app         server-side time of a viewer class switch and of opening an uncached clip
     vidviz bench gallery     gallery data path on a synthetic 220,847-clip store: time and peak memory
     vidviz bench precompute  precompute throughput vs plain batched inference of the same clips
+    vidviz bench methods     every method on one clip, next to pytorch-grad-cam and Captum
 """
 
 from __future__ import annotations
@@ -229,7 +230,93 @@ def bench_precompute(a) -> None:
     print(f"  ratio {pre / plain:.2f} (target >= 0.9)")
 
 
-BENCHES = {"model": bench_model, "explain": bench_explain, "gallery": bench_gallery, "precompute": bench_precompute}
+#: vidviz method -> pytorch-grad-cam's class for it (the peer computing the same map)
+GRAD_CAM_PEERS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "hirescam": "HiResCAM",
+                  "gradcam-elementwise": "GradCAMElementWise", "layercam": "LayerCAM", "eigencam": "EigenCAM",
+                  "ablationcam": "AblationCAM", "scorecam": "ScoreCAM"}
+
+
+def _captum_peer(m, x, method: str, c: int):
+    """The same attribution called on Captum directly (the peer of an input method, and of Grad-CAM)."""
+    from captum import attr
+
+    if method == "gradcam":
+        lgc = attr.LayerGradCam(m, m.stages[m.last_layer])
+        return lambda: lgc.attribute(x, target=c)
+    if method == "integrated-gradients":
+        ig = attr.IntegratedGradients(m)
+        return lambda: ig.attribute(x, baselines=torch.zeros_like(x), target=c, n_steps=16)
+    if method == "smoothgrad":
+        nt = attr.NoiseTunnel(attr.Saliency(m))
+        return lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=8, stdevs=0.15 * float(x.max() - x.min()),
+                                    target=c, abs=False)
+    if method == "input-x-gradient":
+        ixg = attr.InputXGradient(m)
+        return lambda: ixg.attribute(x, target=c)
+    if method == "occlusion":
+        occ = attr.Occlusion(m)
+        return lambda: occ.attribute(x, sliding_window_shapes=(3, 4, 28, 28), strides=(3, 4, 28, 28), baselines=0.0,
+                                     target=c, perturbations_per_eval=8)
+    return None
+
+
+def bench_methods(a) -> None:
+    """Every method on one clip of the default model, one class (the top-1) at the last block, as a multiple of
+    one forward, next to pytorch-grad-cam's and Captum's time for the same method where they run on 5D input."""
+    import warnings
+
+    from vidviz.backend import Backend
+    from vidviz.explain.cam import explain
+    from vidviz.explain.methods import METHOD_INFO, METHODS
+
+    warnings.filterwarnings("ignore")  # Captum warns that the input does not require gradients (it sets that itself)
+    b = Backend(a.checkpoint, a.data)
+    m = b.model
+    key = b.dataset.split("test")[0].id
+    x = b.open(key).x  # (1, 3, 16, 112, 112)
+    c = b.open(key).top[0][0]
+    layer = m.last_layer
+    channels = int(m.run(x, stop=layer).shape[1])
+
+    def forward():
+        with torch.no_grad():
+            return m(x)
+
+    fwd = _time(forward, repeat=a.repeat)
+    try:
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        pgc = None
+        print("pytorch-grad-cam not installed (make bench-deps): its column is empty")
+    print(f"vidviz bench methods: clip {key}, model {m.arch}, input {tuple(x.shape)}, class {c}, layer {layer} "
+          f"({channels} channels), {torch.get_num_threads()} threads; one forward {fwd:.1f} ms; median of {a.repeat}")
+    print(f"  {'method':22s} {'vidviz':>10s} {'x fwd':>7s} {'pytorch-grad-cam':>18s} {'captum':>10s}   cost")
+    slow = {"scorecam", "ablationcam", "integrated-gradients", "smoothgrad", "occlusion"}
+    for method in METHODS:
+        reps = max(1, a.repeat // 3) if method in slow else a.repeat
+        ours = _time(lambda method=method: explain(m, x, [c], method), repeat=reps)
+        peer = "-"
+        if pgc is not None and method in GRAD_CAM_PEERS:
+            import copy
+
+            pm = copy.deepcopy(m)  # some of its methods replace the layer with their own module and leave it there
+            try:
+                with getattr(pgc, GRAD_CAM_PEERS[method])(model=pm, target_layers=[pm.stages[layer]]) as cam:
+                    if method == "scorecam":
+                        cam.batch_size = 16
+                    t = _time(lambda cam=cam: cam(input_tensor=x, targets=[ClassifierOutputTarget(c)]), repeat=reps)
+                peer = f"{t:9.1f} ms"
+            except Exception as e:  # its 5D support fails for this method
+                peer = f"fails ({type(e).__name__})"
+        cap = _captum_peer(m, x, method, c)
+        cap_t = f"{_time(cap, repeat=reps):7.1f} ms" if cap is not None else "-"
+        print(f"  {method:22s} {ours:7.1f} ms {ours / fwd:6.1f}x {peer:>18s} {cap_t:>10s}   {METHOD_INFO[method].cost}")
+    print(f"Score-CAM: {channels} channels = {channels / 64:.0f} x 64; target <= 2 forwards per 64 channels")
+
+
+BENCHES = {"model": bench_model, "explain": bench_explain, "gallery": bench_gallery, "precompute": bench_precompute,
+           "methods": bench_methods}
 
 
 def main(argv: list[str] | None = None) -> int:

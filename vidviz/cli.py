@@ -253,7 +253,7 @@ def _quality(a) -> int:
     return 0
 
 
-BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser", "memory")
+BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser", "memory", "methods")
 SCRIPTS = {"app": "app_bench.py", "browser": "browser_bench.py", "memory": "memory_bench.py"}  # others: bench.py
 
 
