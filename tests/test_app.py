@@ -304,6 +304,7 @@ def test_the_viewer_over_200_clips_stays_within_its_cache_budget_and_does_not_gr
     assert rss[200] - rss[50] < 48, rss  # flat: 150 more clips (about 3 MB each) leave nothing behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["integrated-gradients", "ablationcam"])
 def test_the_player_shows_any_method(backend, method):
     """An input attribution (28x28 cells a frame) and a perturbation method, top-5 in the player's payload."""

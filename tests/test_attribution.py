@@ -39,6 +39,7 @@ def model():
     return random_model(2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ATTRIBUTION_METHODS)
 def test_each_attribution_equals_a_direct_captum_call(model, method):
     x = torch.rand(1, 3, 8, 56, 56, generator=torch.Generator().manual_seed(3))
@@ -76,6 +77,7 @@ def test_settings_are_checked_with_one_line_errors(model):
             attribute(model, x, [0], method, settings)
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_settings_and_refuses_a_layer_for_an_input_method(tiny_ds, tmp_path, capsys):
     from vidviz.cli import main
     from vidviz.data.datasets import open_dataset

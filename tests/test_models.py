@@ -258,6 +258,7 @@ def test_inflating_from_a_weights_file(tmp_path):
     assert str(e.value).startswith(f"{other}: 2D ResNet-50 weights do not match the model") and "mis-shaped" in str(e.value)
 
 
+@pytest.mark.slow  # a new process
 def test_a_checkpoint_carries_a_checksum_of_its_weights_and_damage_is_refused(tmp_path, tiny_ds):
     """Flipped weight bytes used to load and predict something else (#17)."""
     import numpy as np
