@@ -7,7 +7,7 @@ DATA    ?= data/ssv2-synth
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Tests and tools leave nothing in the checkout: no __pycache__, no tool caches (see README, Development).
 export PYTHONDONTWRITEBYTECODE = 1
-RUFF    := $(VENV)/bin/ruff check --no-cache vidviz pages tests benchmarks app.py ui.py
+RUFF    := $(VENV)/bin/ruff check --no-cache vidviz pages tests benchmarks app.py ui.py serve.py
 
 .PHONY: run test test-fast install install-dev data chromium lint clean bench-deps
 
@@ -30,7 +30,7 @@ data: $(VENV)/.installed
 	@test -f $(DATA)/labels.json || $(VENV)/bin/vidviz synth --out $(DATA) --clips 1500 --seed 0
 
 run: data
-	$(VENV)/bin/streamlit run app.py
+	$(VENV)/bin/streamlit run serve.py
 
 chromium:
 	@test -x /usr/bin/chromium || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)

@@ -1,6 +1,6 @@
 """``vidviz bench browser``: the viewer as a person feels it, in Chromium, for the whole process.
 
-Starts ``streamlit run app.py`` on a free local port, drives Debian's Chromium with Playwright
+Starts ``streamlit run serve.py`` (what ``make run`` runs) on a free local port, drives Debian's Chromium with Playwright
 and prints the median and maximum of:
 
 * opening the app's first page in an open browser, from the server answering its health check (a fresh
@@ -67,8 +67,8 @@ def free_port() -> int:
 
 
 def start_app(port: int, env: dict | None = None) -> tuple[subprocess.Popen, float]:
-    """``streamlit run app.py`` on 127.0.0.1:port; returns the process and when its health check first answered."""
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    """``streamlit run serve.py`` on 127.0.0.1:port; returns the process and when its health check first answered."""
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     for _ in range(1200):

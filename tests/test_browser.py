@@ -1,4 +1,4 @@
-"""End-to-end: `streamlit run app.py` on localhost, driven by Playwright in Debian's Chromium."""
+"""End-to-end: `streamlit run serve.py` (what `make run` runs) on localhost, driven by Playwright in Debian's Chromium."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ PLAYER = '[data-testid="vv-player"]'
 def server(default_ds, default_checkpoint, artifacts):
     port = free_port()
     log = open(artifacts / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
@@ -523,3 +523,24 @@ def test_the_compare_view_shows_four_methods_by_sixteen_frames_on_one_scale(serv
     traces.first.wait_for(state="attached", timeout=60_000)
     assert traces.count() == 4
     assert page.errors == []
+
+
+@pytest.mark.browser
+def test_an_old_style_page_link_opens_without_a_404(server, page, default_backend):
+    """/viewer?clip=.. (Streamlit's own page URL) is redirected to /?page=viewer&clip=..: Streamlit's client,
+    loaded at a sub-path, would first probe /viewer/_stcore/health and /viewer/_stcore/host-config (two 404s)."""
+    pg = page.pg
+    clip = default_backend.dataset.split("test")[5].id
+    cls = default_backend.predict(clip)[2][0]
+    failed = []
+    pg.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    pg.goto(f"{server}/viewer?clip={clip}&cls={cls}&frame=3")
+    wait_ready(pg, "Grad-CAM viewer")
+    wait_player(pg, cls=cls, frame=3)  # the link's state, kept through the redirect
+    from urllib.parse import parse_qs, urlparse
+
+    u = urlparse(pg.url)
+    assert u.path == "/" and parse_qs(u.query)["page"] == ["viewer"] and parse_qs(u.query)["clip"] == [clip]
+    pg.goto(f"{server}/gallery/")
+    wait_ready(pg, "Confusion gallery")
+    assert failed == [] and page.errors == []
