@@ -182,7 +182,11 @@ with ui.plain_errors():
     with st.spinner(f"Computing {info.name} at {layer} ({info.cost})...", show_time=True):
         if st.session_state.get("vw_view_id") != view_id:
             first = top[0][0]
-            curve = importance_curve(b.explain(key, [first], method, layer, settings or None).map_for(first), T)
+            bar = st.empty()  # a progress bar for the methods that count their passes (Ablation-CAM, Score-CAM)
+            expl = b.explain(key, [first], method, layer, settings or None, progress=lambda d, n: bar.progress(
+                d / n, text=f"{info.name}: {d} of {n} channels"))
+            bar.empty()
+            curve = importance_curve(expl.map_for(first), T)
             init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
                                   int(curve.argmax()) + 1)
             st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1

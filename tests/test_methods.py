@@ -207,3 +207,11 @@ def test_a_random_model_still_gives_finite_maps_for_every_method():
     for method in CAM_METHODS:
         logits, maps = autograd_cams(model, x, "layer4", [0, 1], method)
         assert maps.shape[0] == 2 and torch.isfinite(maps).all() and (maps >= 0).all(), method
+
+
+@pytest.mark.parametrize("method", ["ablationcam", "scorecam"])
+def test_the_perturbation_methods_report_their_progress(method):
+    model, x = evidence_model()  # one stage of 2 channels
+    seen = []
+    autograd_cams(model, x, "feat", [0], method, chunk=2, progress=lambda d, n: seen.append((d, n)))
+    assert seen and seen[-1] == (2, 2) and [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -272,7 +272,7 @@ class Backend:
         return self.open(key).top
 
     def explain(self, key: str, classes: list[int] | None = None, method: str = "gradcam",
-                layer: str | None = None, settings: dict | None = None) -> Explanation:
+                layer: str | None = None, settings: dict | None = None, progress=None) -> Explanation:
         """Maps of ``classes`` (default all, or top-5 off the fast path) for ``key``; an input method's are cached
         per settings."""
         layer = layer or self.model.last_layer
@@ -301,7 +301,8 @@ class Backend:
             else:
                 acts = self._activations(key, layer)
                 x = opened.x.to(self.device) if method == "scorecam" else None  # (1, 3, T, S, S): it masks the input
-                _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device))
+                _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device),
+                                        progress=progress)  # progress(done, total): the perturbation methods
             cached = {**cached, **{c: m for c, m in zip(batch, maps.float().cpu().numpy(), strict=True)}}
             self._explained.put(ck, cached, sum(m.nbytes for m in cached.values()) + 1024)
         maps = np.stack([cached[c] for c in want])

@@ -198,7 +198,7 @@ def _rest(model: VideoClassifier, a: torch.Tensor, layer: str) -> torch.Tensor:
 
 @torch.no_grad()
 def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: list[int],
-                chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int = 16, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Ablation-CAM at ``layer``: logits (K,) and maps (n, T', h, w) from activations a0 (1, C, T', h, w).
 
     Each channel is zeroed in turn and only the network after the layer runs, ``chunk`` channels a batch.
@@ -214,6 +214,8 @@ def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: l
         batch = acts[None].repeat(len(ks), 1, 1, 1, 1)  # (b, C, T', h, w)
         batch[torch.arange(len(ks)), ks] = 0
         ablated.append(_rest(model, batch, layer)[:, idx])  # (b, n)
+        if progress:
+            progress(min(c, s + chunk), c)  # channels done, of all
     y = torch.cat(ablated).T  # (n, C)
     den = torch.where(base.abs() > 1e-12, base, torch.full_like(base, 1e-12))  # (n,)
     w = (base[:, None] - y) / den[:, None]  # (n, C)
@@ -222,7 +224,7 @@ def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: l
 
 @torch.no_grad()
 def scorecam(model: VideoClassifier, x: torch.Tensor, a0: torch.Tensor, layer: str, classes: list[int],
-             chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+             chunk: int = 8, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Score-CAM at ``layer``: logits (K,) and maps (n, T', h, w); x (1, 3, T, H, W), a0 (1, C, T', h, w).
 
     One forward of the clip masked by each channel's upsampled, min-max scaled activation map, ``chunk``
@@ -240,6 +242,8 @@ def scorecam(model: VideoClassifier, x: torch.Tensor, a0: torch.Tensor, layer: s
         hi = m.flatten(1).max(1).values.view(-1, 1, 1, 1, 1)
         m = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(m))  # (b, 1, T, H, W)
         scores.append(torch.softmax(model(x * m), -1)[:, idx])  # (b, n)
+        if progress:
+            progress(min(c, s + chunk), c)  # channels done, of all
     w = torch.cat(scores).T  # (n, C)
     return logits, torch.relu(torch.einsum("nc,cthw->nthw", w, acts))
 
@@ -339,7 +343,7 @@ def _batched_pullback(pullback, onehots: torch.Tensor, chunk: int) -> tuple[torc
 
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
                   method: str = "gradcam", activations: torch.Tensor | None = None,
-                  chunk: int = 16, full_gradients: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  chunk: int = 16, full_gradients: bool = False, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Any method of :data:`METHODS` at ``layer`` for ``classes`` (targets: class logits, pre-softmax).
 
     The gradient methods (Grad-CAM and its family) work as follows; Eigen-CAM, Ablation-CAM and Score-CAM
@@ -373,11 +377,11 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
             logits = _rest(model, a0, layer)[0]  # (K,)
         return logits, eigencam(acts)[None].expand(n, *acts.shape[1:]).contiguous()  # (n, T', h, w)
     if method == "ablationcam":
-        return ablationcam(model, a0, layer, [int(c) for c in classes], chunk)
+        return ablationcam(model, a0, layer, [int(c) for c in classes], chunk, progress)
     if method == "scorecam":
         if x is None:
             raise ExplainError("Score-CAM needs the clip itself (it masks the input), not only a layer's activations")
-        return scorecam(model, x, a0, layer, [int(c) for c in classes], max(1, chunk // 2))
+        return scorecam(model, x, a0, layer, [int(c) for c in classes], max(1, chunk // 2), progress)
     eye = torch.zeros(n, 1, model.num_classes, dtype=a0.dtype, device=a0.device)  # (n, 1, K) one-hot targets
     eye[torch.arange(n), 0, torch.as_tensor([int(c) for c in classes], dtype=torch.long, device=a0.device)] = 1.0
     with torch.enable_grad():
