@@ -103,12 +103,17 @@ def same_store(a: Path, b: Path) -> None:
     assert leftovers == [], leftovers  # no temporary file of the killed run is left behind
 
 
-@pytest.fixture(scope="module")
-def reference(job, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "store"
-    r = run_cli(*precompute_args(job, out))
+def uninterrupted(tmp_path_factory, args) -> Path:
+    """The folder an uninterrupted run of ``args(folder)`` wrote: what every interrupted run must end as."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    r = run_cli(*args(out))
     assert r.returncode == 0, r.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def reference(job, tmp_path_factory):
+    return uninterrupted(tmp_path_factory, lambda out: precompute_args(job, out))
 
 
 @pytest.mark.parametrize("at", [
@@ -136,10 +141,7 @@ QUALITY_FILES = ("quality.csv", "quality_clips.csv", "quality_sanity.csv", "qual
 
 @pytest.fixture(scope="module")
 def quality_reference(job, tmp_path_factory):
-    out = tmp_path_factory.mktemp("qref") / "q"
-    r = run_cli(*quality_args(job, out))
-    assert r.returncode == 0, r.stderr
-    return out
+    return uninterrupted(tmp_path_factory, lambda out: quality_args(job, out))
 
 
 @pytest.mark.parametrize("at", ["score:4", "quality.csv:during", "quality_sanity.csv:before"])

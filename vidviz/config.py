@@ -33,7 +33,9 @@ def _home() -> Path:
     return Path(os.environ.get("VIDVIZ_HOME", Path(__file__).resolve().parents[1]))
 
 
-def _positive_int(name: str, default: int) -> int:
+def positive_int(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment variable ``name`` (``default`` when unset); a bad value
+    is one clear error naming the variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -51,7 +53,7 @@ _LOCATIONS = {
     "DEFAULT_CHECKPOINT": lambda: Path(os.environ.get("VIDVIZ_CHECKPOINT", _home() / "checkpoints" / "default.pt")),
     "STORE_DIR": lambda: Path(os.environ.get("VIDVIZ_STORES", _home() / "stores")),
     "EXTRA_DATA_ROOTS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_DATA_ROOTS", "").split(os.pathsep) if p],
-    "CACHE_MB": lambda: _positive_int("VIDVIZ_CACHE_MB", 768),
+    "CACHE_MB": lambda: positive_int("VIDVIZ_CACHE_MB", 768),
     "EXTRA_CHECKPOINT_DIRS": lambda: [Path(p) for p in os.environ.get("VIDVIZ_CHECKPOINTS", "").split(os.pathsep) if p],
 }
 

@@ -35,28 +35,17 @@ if TYPE_CHECKING:
 # torch is imported where a clip becomes a tensor (standardise, to_tensor): reading datasets and
 # decoding frames for display (the dataset browser's first paint) never loads it.
 
+from vidviz.config import positive_int  # noqa: E402
 from vidviz.errors import InputTooLargeError, VideoError  # noqa: E402
 
 VIDEO_EXTENSIONS = (".webm", ".mp4", ".avi", ".mkv", ".mov", ".m4v")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-def _cap(name: str, default: int) -> int:
-    """A decode cap from the environment (read once, when vidviz starts); a bad value is one clear error."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        from vidviz.errors import UsageError
-
-        raise UsageError(f"{name}={raw!r}: expected a whole number of at least 1")
-    return int(raw)
-
-
 #: Longest video (in decoded frames) vidviz will sample from: 10 min at 30 fps (``VIDVIZ_MAX_FRAMES``).
-MAX_SOURCE_FRAMES = _cap("VIDVIZ_MAX_FRAMES", 18_000)
+MAX_SOURCE_FRAMES = positive_int("VIDVIZ_MAX_FRAMES", 18_000)  # read once, when vidviz starts
 #: Largest frame (in pixels) vidviz will decode: 4096 x 4096 (``VIDVIZ_MAX_PIXELS``).
-MAX_FRAME_PIXELS = _cap("VIDVIZ_MAX_PIXELS", 4096 * 4096)
+MAX_FRAME_PIXELS = positive_int("VIDVIZ_MAX_PIXELS", 4096 * 4096)
 #: Frames are downsized as they are read so that their shorter side is at most this (480p): a clip then
 #: costs memory in proportion to what the model and the display use, not to the file's resolution.
 MAX_DECODE_SIDE = 480
