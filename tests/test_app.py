@@ -312,6 +312,7 @@ def test_the_player_shows_any_method(backend, method):
     at = run_page("pages/viewer.py", {"clip": rec.id, "method": method})
     assert not at.exception and not at.error
     data = player_data(at)
+    assert data["layer"] == ("input" if method == "integrated-gradients" else "layer4")  # what the title says
     top5 = [c for c, _ in backend.predict(rec.id)[:5]]
     assert sorted(data["available"]) == sorted(top5)
     layer = None if method == "ablationcam" else "layer4"

@@ -91,6 +91,6 @@ def build_payload(backend, key: str, method: str = "gradcam", layer: str | None 
         "boxes": shown_boxes,
         "window": list(window) if window is not None else None,
         "method": method,
-        "layer": layer,
+        "layer": expl.layer,  # "input" for an input attribution (it has no layer)
         "target": "class logit (pre-softmax)",
     }
