@@ -364,9 +364,9 @@ def player_init(key: str, clip_id: str | None, top1: int, n_classes: int, n_fram
 def player(b: Backend, key: str, method: str, layer: str, init: dict, view: int,
            settings: dict | None = None) -> int | None:
     """Mount the player for one clip; returns a class the user asked for whose map is not in the payload yet."""
-    extra_key = f"vw_extra:{key}:{method}:{layer}:{sorted((settings or {}).items())}"
-    extra = tuple(st.session_state.get(extra_key, ()))
     fixed = tuple(sorted((settings or {}).items()))
+    extra_key = f"vw_extra:{key}:{method}:{layer}:{fixed}"
+    extra = tuple(st.session_state.get(extra_key, ()))
     root = str(b.dataset.root) if b.dataset else ""
     payload = _payload(b.checkpoint_hash, root, key, method, layer, extra, fixed, b)
     if init["cls"] not in payload["available"]:  # e.g. a deep link to a class outside the top predictions

@@ -4,9 +4,8 @@ import streamlit as st
 
 import ui
 from vidviz import render
-from vidviz.explain.attribution import SETTINGS
-from vidviz.explain.cam import METHODS, contrast
-from vidviz.explain.methods import METHOD_INFO
+from vidviz.explain.cam import contrast
+from vidviz.explain.methods import METHOD_INFO, METHODS, SETTINGS
 from vidviz.explain.temporal import importance_curve
 
 ui.run_through_app()  # first: a page always runs inside app.py (navigation, title, sidebar)

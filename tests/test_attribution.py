@@ -11,8 +11,9 @@ from support import random_model
 from test_methods import evidence_model
 
 from vidviz.errors import ExplainError
-from vidviz.explain.attribution import ATTRIBUTION_METHODS, CELL, attribute
+from vidviz.explain.attribution import CELL, attribute
 from vidviz.explain.cam import explain
+from vidviz.explain.methods import INPUT_METHODS
 
 
 def direct(model, x, classes, method):
@@ -40,7 +41,7 @@ def model():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ATTRIBUTION_METHODS)
+@pytest.mark.parametrize("method", INPUT_METHODS)
 def test_each_attribution_equals_a_direct_captum_call(model, method):
     x = torch.rand(1, 3, 8, 56, 56, generator=torch.Generator().manual_seed(3))
     _, signed = attribute(model, x, [1, 4], method, signed=True)
@@ -52,7 +53,7 @@ def test_each_attribution_equals_a_direct_captum_call(model, method):
     assert torch.equal(shown, torch.relu(signed))  # the displayed map: the evidence for the class
 
 
-@pytest.mark.parametrize("method", ATTRIBUTION_METHODS)
+@pytest.mark.parametrize("method", INPUT_METHODS)
 def test_every_attribution_finds_the_evidence_where_it_is(method):
     model, x = evidence_model()  # a red patch in frame 6, rows 4-7, columns 9-12 of a 16x16 clip
     settings = {"window": 1, "patch": 4, "stride": 1} if method == "occlusion" else None

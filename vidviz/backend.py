@@ -35,7 +35,6 @@ from vidviz.explain.cam import (
     Explanation,
     autograd_cams,
     check_request,
-    check_settings_for,
     forward_cams,
     layer_activations,
     normalise,
@@ -43,7 +42,7 @@ from vidviz.explain.cam import (
     ranked,
     upsample,
 )
-from vidviz.explain.methods import INPUT_METHODS
+from vidviz.explain.methods import INPUT_METHODS, check_settings
 from vidviz.explain.temporal import TemporalReport, perturbation_tests
 from vidviz.models.checkpoint import load_checkpoint
 from vidviz.runtime import pick_device
@@ -159,7 +158,7 @@ class Backend:
         budget = max(1, int(cache_mb)) * 1024 * 1024
         freed = [0]
 
-        def forget_upload(key: str, opened) -> None:
+        def evicted(key: str, opened) -> None:
             """A clip pushed out of the cache. An upload's copy is deleted (the page uploads it again if shown).
             Every quarter budget evicted, a full garbage collection: an app's script runs leave reference cycles
             (a page's namespace and its functions) that still hold the clips they showed; without it, the
@@ -177,7 +176,7 @@ class Backend:
         # the budget is shared: three quarters for opened clips, a quarter for maps off the fast path
         self.cache_bytes = budget
         self._explained = LRUBytes(budget // 4)
-        self._clips = LRUBytes(budget - budget // 4, on_evict=forget_upload)
+        self._clips = LRUBytes(budget - budget // 4, on_evict=evicted)
         self._warming = threading.Lock()
         self._warm = False
 
@@ -277,10 +276,10 @@ class Backend:
         per settings."""
         layer = layer or self.model.last_layer
         check_request(self.model, method, layer, classes or ())
-        check_settings_for(method, settings)
+        check_settings(method, settings)
         opened = self.open(key)
         if method in INPUT_METHODS:
-            from vidviz.explain.attribution import attribute, check_settings
+            from vidviz.explain.attribution import attribute
 
             settings = check_settings(method, settings, tuple(opened.x.shape))  # the defaults filled in
             layer = INPUT

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vidviz import config
 from vidviz.errors import UsageError, VidvizError
-from vidviz.explain.methods import INPUT_METHODS, METHODS, SETTING_FLAGS
+from vidviz.explain.methods import INPUT_METHODS, METHODS, SETTINGS
 
 
 def resolve_class(name_or_index: str, classes: list[str]) -> int:
@@ -155,7 +155,8 @@ def _explain(a) -> int:
     cls = resolve_class(a.cls, b.classes) if a.cls is not None else opened.top[0][0]
     if a.method in INPUT_METHODS and a.layer is not None:
         raise UsageError(f"{a.method} attributes the input, not a layer: leave out --layer")
-    settings = {k: getattr(a, k) for k in SETTING_FLAGS if getattr(a, k) is not None}
+    names = {name for given in SETTINGS.values() for name in given}
+    settings = {k: getattr(a, k) for k in sorted(names) if getattr(a, k) is not None}
     expl = b.explain(key, [cls], a.method, a.layer, settings or None)
     raw = expl.map_for(cls)  # (T', h, w)
     ov = overlay(opened.clip.frames, b.display_maps(raw, key), a.alpha)  # (T, S0, S0, 3)
@@ -338,13 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--class", dest="cls", default=None, help="class index or name (default: the top prediction)")
     x.add_argument("--method", default="gradcam", choices=METHODS)
     x.add_argument("--layer", default=None, help="stem, layer1 ... layer4 (default: the last block)")
-    for flag, kind, what in (("steps", int, "integrated-gradients: points on the path (default 16)"),
-                             ("samples", int, "smoothgrad: noisy copies (default 8)"),
-                             ("stdev", float, "smoothgrad: noise as a share of the value range (default 0.15)"),
-                             ("window", int, "occlusion: frames per window (default 4)"),
-                             ("patch", int, "occlusion: pixels per side of the window (default 28)"),
-                             ("stride", int, "occlusion: frames between window positions (default 4)")):
-        x.add_argument(f"--{flag}", type=kind, default=None, help=what)
+    for method, given in SETTINGS.items():  # each input method's settings (their ranges are checked on use)
+        for name, st in given.items():
+            x.add_argument(f"--{name}", type=type(st.default), default=None,
+                           help=f"{method}: {st.meaning} (default {st.default:g})")
     x.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     x.add_argument("--top", type=int, default=5, help="predictions to print")
     x.add_argument("--out", default="explained", help="output folder")

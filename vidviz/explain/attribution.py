@@ -19,55 +19,12 @@ Targets are class logits (pre-softmax). The classes of one clip share each batch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from vidviz.errors import ExplainError
+from vidviz.explain.methods import INPUT_METHODS, check_settings
 
 CELL = 4  # attribution maps are averaged over 4x4 pixel blocks: 28x28 cells at a 112-pixel input
-
-
-@dataclass(frozen=True)
-class Setting:
-    default: float
-    low: float
-    high: float
-    meaning: str
-
-
-#: method -> its settings (name -> default and allowed range).
-SETTINGS: dict[str, dict[str, Setting]] = {
-    "integrated-gradients": {"steps": Setting(16, 2, 256, "points on the path from the black clip to the clip")},
-    "smoothgrad": {"samples": Setting(8, 1, 128, "noisy copies of the clip"),
-                   "stdev": Setting(0.15, 0.0, 1.0, "noise, as a share of the clip's value range")},
-    "input-x-gradient": {},
-    "occlusion": {"window": Setting(4, 1, 64, "frames per occluding window"),
-                  "patch": Setting(28, 4, 512, "pixels per side of the occluding window"),
-                  "stride": Setting(4, 1, 64, "frames the window moves between positions")},
-}
-ATTRIBUTION_METHODS = tuple(SETTINGS)
-
-
-def check_settings(method: str, settings: dict | None, x_shape: tuple[int, ...] | None = None) -> dict:
-    """The method's settings, its defaults filled in; a one-line error for an unknown or out-of-range one."""
-    allowed = SETTINGS[method]
-    out = {name: s.default for name, s in allowed.items()}
-    for name, value in (settings or {}).items():
-        if name not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise ExplainError(f"{method} has no setting {name!r} (its settings: {known})")
-        s = allowed[name]
-        if not s.low <= float(value) <= s.high:
-            raise ExplainError(f"{method}: {name}={value} is out of range ({s.low:g} to {s.high:g}: {s.meaning})")
-        out[name] = type(s.default)(value)
-    if method == "occlusion" and x_shape is not None:
-        t, h, w = x_shape[2:]
-        if out["window"] > t:
-            raise ExplainError(f"occlusion: a window of {out['window']} frames is longer than the clip's {t} frames")
-        if out["patch"] > min(h, w):
-            raise ExplainError(f"occlusion: a patch of {out['patch']} pixels is larger than the {h}x{w} input")
-    return out
 
 
 def _reduce(r: torch.Tensor) -> torch.Tensor:
@@ -81,8 +38,8 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, classes: list[int], metho
     """Logits (K,) and maps (n, T, H/CELL, W/CELL) of ``classes`` for x (1, 3, T, H, W) by a Captum method."""
     from captum import attr
 
-    if method not in SETTINGS:
-        raise ExplainError(f"{method!r} is not an input-attribution method (use one of {', '.join(SETTINGS)})")
+    if method not in INPUT_METHODS:
+        raise ExplainError(f"{method!r} is not an input-attribution method (use one of {', '.join(INPUT_METHODS)})")
     cfg = check_settings(method, settings, tuple(x.shape))
     n = len(classes)
     with torch.no_grad():

@@ -58,10 +58,8 @@ import torch
 from torch import nn
 
 from vidviz.errors import ExplainError
-from vidviz.explain.methods import INPUT_METHODS, METHOD_INFO, METHODS
+from vidviz.explain.methods import INPUT_METHODS, METHODS, check_settings
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
-
-GRADIENT_METHODS = tuple(m for m, info in METHOD_INFO.items() if info.uses_gradient and not info.input_level)
 
 
 def ranked(probs: np.ndarray) -> list[tuple[int, float]]:
@@ -411,7 +409,7 @@ def explain(model: VideoClassifier, x: torch.Tensor, classes: list[int] | None =
     layer = layer or model.last_layer
     idx = list(range(model.num_classes)) if classes is None else [int(c) for c in classes]
     check_request(model, method, layer, idx)
-    check_settings_for(method, settings)
+    check_settings(method, settings)  # (a CAM method has none)
     if method in INPUT_METHODS:
         from vidviz.explain.attribution import attribute
 
@@ -426,13 +424,6 @@ def explain(model: VideoClassifier, x: torch.Tensor, classes: list[int] | None =
     return Explanation(logits=logits.float().cpu().numpy(), probs=probs.cpu().numpy(), classes=tuple(idx),
                        maps=maps.float().cpu().numpy(), layer=layer, method=method,
                        seconds=time.perf_counter() - t0)
-
-
-def check_settings_for(method: str, settings: dict | None) -> None:
-    """A CAM method has no settings: one clear line for a setting given to it."""
-    if settings and method not in INPUT_METHODS:
-        raise ExplainError(f"{method} has no setting {next(iter(settings))!r} (settings belong to "
-                           f"{', '.join(INPUT_METHODS)})")
 
 
 def contrast(expl: Explanation, cls_a: int, cls_b: int) -> np.ndarray:

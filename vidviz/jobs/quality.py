@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vidviz.data.io import atomic_write_bytes
+from vidviz.data.io import atomic_write_bytes, atomic_write_json
 from vidviz.explain import metrics as q
 from vidviz.explain.cam import explain, upsample
 from vidviz.explain.temporal import importance_curve
-from vidviz.jobs.store import assign_cases
+from vidviz.jobs.store import assign_cases, check_manifest, remove_leftovers, store_dir
 
 BASELINES = ("random", "centre", "motion")
 METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "temporal_share", "temporal_peak",
@@ -157,9 +157,6 @@ def summarise(clips: pd.DataFrame, sanity_rows: pd.DataFrame | None = None) -> p
 def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
     """Make ``out_dir`` for a quality run, or refuse one that holds a run of another model, dataset or split
     (a resumed run must not mix runs: the clips scored before were scored with this model on this data)."""
-    from vidviz.data.io import atomic_write_json
-    from vidviz.jobs.store import _check_manifest, remove_leftovers, store_dir
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     want = {"version": 1, "checkpoint_hash": backend.checkpoint_hash,
@@ -167,7 +164,7 @@ def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
     mp = out_dir / "quality_manifest.json"
     if not mp.is_file() and out_dir.resolve() == store_dir(backend.dataset, backend.checkpoint_hash, split).resolve():
         atomic_write_json(mp, want)  # the default folder is named by these settings: work from before the manifest
-    _check_manifest(out_dir, want, name=mp.name, work="quality_clips.jsonl")
+    check_manifest(out_dir, want, name=mp.name, work="quality_clips.jsonl")
     remove_leftovers(out_dir)
     return out_dir
 

@@ -244,7 +244,7 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     n_parts = -(-len(recs) // part_size)
     expected = [[r.id for r in recs[i * part_size:(i + 1) * part_size]] for i in range(n_parts)]
     if rank == 0:  # a rerun must not mix runs: same settings, and every finished part checked
-        _check_manifest(out, {"version": VERSION, "checkpoint_hash": model.checkpoint_hash,
+        check_manifest(out, {"version": VERSION, "checkpoint_hash": model.checkpoint_hash,
                               "dataset_fingerprint": ds.fingerprint(), "split": split, "clips": len(recs),
                               "part_size": part_size, "k": k, "min_confidence": min_confidence})
         for i in range(n_parts):
@@ -323,7 +323,7 @@ def remove_leftovers(*folders: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _check_manifest(out: Path, want: dict, name: str = "manifest.json", work: str = "parts/part-*.json") -> None:
+def check_manifest(out: Path, want: dict, name: str = "manifest.json", work: str = "parts/part-*.json") -> None:
     """Refuse a folder whose job was run with other settings; record them in a new one.
 
     ``name`` is the manifest's file (a precompute store and a quality run may share a folder), ``work`` a glob
