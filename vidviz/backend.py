@@ -117,16 +117,17 @@ class OpenedClip:
     key: str
     clip: Clip = field(repr=False)  # frames (T, S0, S0, 3) uint8 as displayed
     x: torch.Tensor = field(repr=False)  # (1, 3, T, S, S) model input
-    features: torch.Tensor = field(repr=False)  # (C, T', h, w) last block
+    features: torch.Tensor = field(repr=False)  # (C, T', h, w) default layer
     logits: np.ndarray = field(repr=False)  # (K,)
     probs: np.ndarray = field(repr=False)  # (K,)
-    all_maps: np.ndarray = field(repr=False)  # (K, T', h, w) float32: Grad-CAM of every class, last block
+    all_maps: np.ndarray | None = field(repr=False)  # (K, T', h, w) float32: Grad-CAM of every class at the
+    # default layer, where the fast path applies (GAP + linear head); None for other models
     seconds: float  # decode + forward
 
     @property
     def nbytes(self) -> int:
         return (self.clip.frames.nbytes + self.x.numel() * 4 + self.features.numel() * self.features.element_size()
-                + self.all_maps.nbytes)
+                + (0 if self.all_maps is None else self.all_maps.nbytes))
 
     @property
     def top(self) -> list[tuple[int, float]]:
@@ -247,15 +248,22 @@ class Backend:
         t0 = time.perf_counter()
         clip = load_clip(self._path(key), self.spec)
         x = to_tensor(clip.frames, self.spec)[None].to(self.device)  # (1, 3, T, S, S)
-        a, logits, maps = forward_cams(self.model, x)  # (1, C, T', h, w), (1, K), (1, K, T', h, w)
+        if one_pass_applies(self.model, "gradcam", None):
+            a, logits, maps = forward_cams(self.model, x)  # (1, C, T', h, w), (1, K), (1, K, T', h, w)
+            all_maps = maps[0].float().cpu().numpy()  # (K, T', h, w)
+        else:  # the maps come from autograd, per class asked for (explain)
+            with torch.no_grad():
+                a, logits = self.model.features_logits(x)  # (1, C, T', h, w), (1, K)
+            all_maps = None
         logits = logits[0].float()  # (K,)
         probs = torch.softmax(logits, 0)
         opened = OpenedClip(key=key, clip=clip, x=x.cpu(), features=a[0].to(torch.float16).cpu(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy(),
-                            all_maps=maps[0].float().cpu().numpy(), seconds=time.perf_counter() - t0)
+                            all_maps=all_maps, seconds=time.perf_counter() - t0)
         for arr in (opened.logits, opened.probs, opened.all_maps):
-            arr.setflags(write=False)
-        if not (np.isfinite(opened.probs).all() and np.isfinite(opened.all_maps).all()):
+            if arr is not None:
+                arr.setflags(write=False)
+        if not (np.isfinite(opened.probs).all() and (all_maps is None or np.isfinite(all_maps).all())):
             raise ExplainError(f"the model's output on clip {key!r} is not finite (NaN or infinite): the checkpoint's "
                                "weights or input normalisation are broken", self.model.checkpoint_path)
         self._clips.put(key, opened, opened.nbytes)
@@ -299,7 +307,7 @@ class Backend:
                 _, maps = attribute(self.model, opened.x.to(self.device), batch, method, settings)
             else:
                 acts = self._activations(key, layer)
-                x = opened.x.to(self.device) if method == "scorecam" else None  # (1, 3, T, S, S): it masks the input
+                x = opened.x.to(self.device)  # (1, 3, T, S, S): Score-CAM masks it; a hooked adapter reruns it
                 _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device),
                                         progress=progress)  # progress(done, total): the perturbation methods
             cached = {**cached, **{c: m for c, m in zip(batch, maps.float().cpu().numpy(), strict=True)}}

@@ -51,6 +51,7 @@ Example::
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,8 +70,10 @@ def ranked(probs: np.ndarray) -> list[tuple[int, float]]:
 
 
 def one_pass_applies(model: VideoClassifier, method: str, layer: str | None) -> bool:
-    """Whether the maps of every class come exactly from one forward (Grad-CAM at the last block)."""
-    return method == "gradcam" and (layer is None or layer == model.last_layer)
+    """Whether the maps of every class come exactly from one forward: Grad-CAM at the default layer of a
+    model whose head there is GAP + linear (``model.head_weights``; see :mod:`vidviz.models.adapter`)."""
+    return method == "gradcam" and (layer is None or layer == model.last_layer) \
+        and model.head_weights(model.last_layer) is not None
 
 
 INPUT = "input"  # the "layer" of an input attribution (Captum's methods attribute the pixels)
@@ -82,7 +85,7 @@ def check_request(model: VideoClassifier, method: str, layer: str, classes=()) -
         raise ExplainError(f"unknown method {method!r} (use one of {', '.join(METHODS)})")
     if method in INPUT_METHODS:
         pass  # the input's pixels, whatever layer the viewer shows for the CAMs
-    elif layer not in model.layer_names:
+    elif not model.has_layer(layer):
         raise ExplainError(f"unknown layer {layer!r} (use one of {', '.join(model.layer_names)})")
     bad = [int(c) for c in classes if not 0 <= int(c) < model.num_classes]
     if bad:
@@ -139,12 +142,16 @@ def forward_cams(model: VideoClassifier, x: torch.Tensor, pick=None) -> tuple[to
 
     x: (B, 3, T, H, W). ``pick(logits (B, K)) -> (B, n)`` chooses each clip's classes
     (default: all K). Returns (features (B, C, T', h, w), logits (B, K), maps (B, n, T', h, w)).
-    The one path the viewer, the precompute store and :func:`explain` share.
+    The one path the viewer, the precompute store and :func:`explain` share; only where
+    :func:`one_pass_applies` (the model's head is GAP + linear after its default layer).
     """
-    a = model.features(x)  # (B, C, T', h, w)
-    logits = model.head(a)  # (B, K)
+    weight = model.head_weights(model.last_layer)  # (K, C) or None
+    if weight is None:
+        raise ExplainError(f"{model.arch}: the all-classes fast path does not apply (its head after "
+                           f"{model.last_layer} is not average pooling + linear)")
+    a, logits = model.features_logits(x, model.last_layer)  # (B, C, T', h, w), (B, K)
     classes = None if pick is None else pick(logits)  # (B, n)
-    return a, logits, cams_from_features(a, model.head.fc.weight, classes)
+    return a, logits, cams_from_features(a, weight, classes)
 
 
 def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> torch.Tensor:
@@ -189,21 +196,23 @@ def eigencam(acts: torch.Tensor) -> torch.Tensor:
     return torch.relu(proj).reshape(acts.shape[1:]).to(acts.dtype)  # (T', h, w)
 
 
-def _rest(model: VideoClassifier, a: torch.Tensor, layer: str) -> torch.Tensor:
-    """Logits (B, K) from activations (B, C, T', h, w) of ``layer``: the network after it."""
-    return model.head(model.run(a, start=layer))
+def _rest(model: VideoClassifier, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (B, K) from activations (B, C, T', h, w) of ``layer``: the network after it (a vidviz ResNet), or
+    the whole network on the clip x with the layer's output replaced (any other adapter)."""
+    return model.rest(a, layer, x)
 
 
 @torch.no_grad()
 def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: list[int],
-                chunk: int = 16, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+                chunk: int = 16, progress=None, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Ablation-CAM at ``layer``: logits (K,) and maps (n, T', h, w) from activations a0 (1, C, T', h, w).
 
-    Each channel is zeroed in turn and only the network after the layer runs, ``chunk`` channels a batch.
+    Each channel is zeroed in turn, ``chunk`` channels a batch; on a vidviz ResNet only the network after the
+    layer runs, on another adapter the whole network on the clip x (1, 3, T, H, W) with the layer replaced.
     """
     acts = a0[0]  # (C, T', h, w)
     c = acts.shape[0]
-    logits = _rest(model, a0, layer)[0]  # (K,)
+    logits = _rest(model, a0, layer, x)[0]  # (K,)
     idx = torch.as_tensor(classes, dtype=torch.long, device=a0.device)
     base = logits[idx]  # (n,)
     ablated = []
@@ -211,7 +220,7 @@ def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: l
         ks = torch.arange(s, min(c, s + chunk), device=a0.device)
         batch = acts[None].repeat(len(ks), 1, 1, 1, 1)  # (b, C, T', h, w)
         batch[torch.arange(len(ks)), ks] = 0
-        ablated.append(_rest(model, batch, layer)[:, idx])  # (b, n)
+        ablated.append(_rest(model, batch, layer, x)[:, idx])  # (b, n)
         if progress:
             progress(min(c, s + chunk), c)  # channels done, of all
     y = torch.cat(ablated).T  # (n, C)
@@ -230,7 +239,7 @@ def scorecam(model: VideoClassifier, x: torch.Tensor, a0: torch.Tensor, layer: s
     """
     acts = a0[0]  # (C, T', h, w)
     c = acts.shape[0]
-    logits = _rest(model, a0, layer)[0]  # (K,)
+    logits = _rest(model, a0, layer, x)[0]  # (K,)
     idx = torch.as_tensor(classes, dtype=torch.long, device=a0.device)
     scores = []
     for s in range(0, c, chunk):
@@ -290,6 +299,8 @@ def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, 
 
 def _entry_block(model: VideoClassifier, layer: str) -> tuple[str, ResidualBlock] | None:
     """(next stage, its first block) when that block is a vidviz :class:`ResidualBlock`; else None."""
+    if not isinstance(model, VideoClassifier) or layer not in model.stages:
+        return None
     names = model.layer_names
     i = names.index(layer) + 1
     stage = model.stages[names[i]] if i < len(names) else None
@@ -333,7 +344,9 @@ def _batched_pullback(pullback, onehots: torch.Tensor, chunk: int) -> tuple[torc
     try:
         if n == 1:
             return tuple(g[None] for g in pullback(onehots[0]))  # (1, 1, ...) each
-        return torch.func.vmap(pullback, chunk_size=max(1, chunk))(onehots)  # (n, 1, ...) each
+        with warnings.catch_warnings():  # an op without a batching rule runs in a loop inside vmap: exact, slower
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            return torch.func.vmap(pullback, chunk_size=max(1, chunk))(onehots)  # (n, 1, ...) each
     except RuntimeError:  # an op without a batching rule: one pullback per class
         outs = [pullback(onehots[i]) for i in range(n)]
         return tuple(torch.stack(gs) for gs in zip(*outs, strict=True))  # (n, 1, ...) each
@@ -347,7 +360,8 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     The gradient methods (Grad-CAM and its family) work as follows; Eigen-CAM, Ablation-CAM and Score-CAM
     take their own paths (:func:`eigencam`, :func:`ablationcam`, :func:`scorecam`; Score-CAM needs ``x``).
 
-    x: (1, 3, T, H, W), or ``activations`` of ``layer`` (1, C, T', h, w) computed before. One
+    x: (1, 3, T, H, W), and/or ``activations`` of ``layer`` (1, C, T', h, w) computed before (a model other
+    than a vidviz ResNet needs x: the part after its layer runs with the layer's output replaced). One
     forward (the stages up to ``layer`` without autograd, the rest under ``torch.func.vjp``),
     then one backward batched over the requested classes with ``torch.func.vmap``; ``chunk``
     classes at most at a time, to bound memory. torch.func's batching rule for convolution
@@ -372,10 +386,10 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     n = len(classes)
     if method == "eigencam":
         with torch.no_grad():
-            logits = _rest(model, a0, layer)[0]  # (K,)
+            logits = _rest(model, a0, layer, x)[0]  # (K,)
         return logits, eigencam(acts)[None].expand(n, *acts.shape[1:]).contiguous()  # (n, T', h, w)
     if method == "ablationcam":
-        return ablationcam(model, a0, layer, [int(c) for c in classes], chunk, progress)
+        return ablationcam(model, a0, layer, [int(c) for c in classes], chunk, progress, x)
     if method == "scorecam":
         if x is None:
             raise ExplainError("Score-CAM needs the clip itself (it masks the input), not only a layer's activations")
@@ -389,7 +403,7 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
         if pooled is not None:
             logits, w = pooled  # (1, K), (n, C)
         else:
-            logits, pullback = torch.func.vjp(lambda a: model.head(model.run(a, start=layer)), a0)  # (1, K)
+            logits, pullback = torch.func.vjp(lambda a: _rest(model, a, layer, x), a0)  # (1, K)
             if n == 0:
                 return logits.detach()[0], acts.new_zeros((0, *acts.shape[1:]))
             (grads,) = _batched_pullback(pullback, eye, chunk)  # (n, 1, C, T', h, w)

@@ -3,7 +3,7 @@
 Layout of a vidviz checkpoint (a dict saved with ``torch.save``)::
 
     format: "vidviz-checkpoint", version: 1
-    arch: "i3d_resnet_tiny" | "i3d_resnet50" | "r3d_18" | "mc3_18" | "r2plus1d_18"
+    arch: "i3d_resnet_tiny" | "i3d_resnet50" | one of torchvision's nine video models (TORCHVISION_ARCHS)
     arch_kwargs: dict of plain values (e.g. the ResNet3dConfig)
     classes: list[str]             class index -> template
     input_spec: dict               frames, fps, size, mean, std
@@ -11,6 +11,9 @@ Layout of a vidviz checkpoint (a dict saved with ``torch.save``)::
     metrics: dict                  measured accuracy etc.
     state_dict: dict[str, Tensor]
     weights_sha256: str            SHA-256 of the state dict (names, dtypes, shapes, bytes), verified on load
+
+A folder written by Hugging Face's ``save_pretrained`` (``config.json`` + weights) is a checkpoint too
+(:mod:`vidviz.models.hf`); :func:`load_checkpoint` opens either.
 
 Nothing else is ever unpickled: a file carrying Python objects is refused. A checkpoint written before the
 checksum existed loads without it; one whose weights do not match their checksum is refused.
@@ -28,7 +31,7 @@ from vidviz.data.io import atomic_write_bytes, file_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError
 from vidviz.models.resnet3d import ResNet3dConfig, VideoClassifier, build_resnet3d, i3d_resnet50, i3d_resnet_tiny
-from vidviz.models.torchvision_video import TORCHVISION_ARCHS, torchvision_video
+from vidviz.models.torchvision_video import TORCHVISION_ARCHS, torchvision_key, torchvision_video
 from vidviz.models.weights import load_state_strict, torch_load
 
 FORMAT, VERSION = "vidviz-checkpoint", 1
@@ -103,11 +106,21 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, num_classes: int | None = None) -> VideoClassifier:
-    """Build the model a checkpoint describes and load its weights (eval mode, CPU).
+    """Build the model a checkpoint describes and load its weights (eval mode, CPU): a vidviz checkpoint
+    file, or a Hugging Face ``save_pretrained`` folder.
 
     ``num_classes``, when given, must match the checkpoint's (e.g. the dataset's class count).
     """
     path = Path(path)
+    if path.is_dir():
+        from vidviz.models.hf import is_hf_folder, load_hf_folder
+
+        if not is_hf_folder(path):
+            raise CheckpointError("a folder, but not a Hugging Face model folder (no config.json)", path)
+        model = load_hf_folder(path)
+        if num_classes is not None and num_classes != model.num_classes:
+            raise CheckpointError(f"model has {model.num_classes} classes but the dataset has {num_classes}", path)
+        return model
     obj = read_checkpoint(path)
     classes = [str(c) for c in obj["classes"]]
     if num_classes is not None and num_classes != len(classes):
@@ -120,7 +133,10 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None) -> VideoCl
         model = build_model(obj["arch"], classes, spec, obj.get("arch_kwargs") or {})
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"architecture settings (arch_kwargs) do not describe a model ({e})", path) from None
-    load_state_strict(model, obj["state_dict"], path)
+    state = obj["state_dict"]
+    if obj["arch"] in TORCHVISION_ARCHS:  # written before torchvision models kept their own module paths
+        state = {torchvision_key(k): v for k, v in state.items()}
+    load_state_strict(model, state, path)
     model.metrics = dict(obj.get("metrics") or {})
     model.train_fingerprint = str(obj.get("train_fingerprint", ""))
     model.checkpoint_path = str(path)

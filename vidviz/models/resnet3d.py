@@ -77,6 +77,34 @@ class VideoClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)  # (B, C, T', h, w)
 
+    # ------------------------------------------------ the adapter interface (vidviz.models.adapter)
+    layout = "BCTHW"
+    notes = ""
+
+    def has_layer(self, name: str) -> bool:
+        return name in self.stages
+
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # (B, 3, T, H, W)
+
+    def features_logits(self, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the layer's output (B, C, T', h, w), logits (B, K)) from one forward."""
+        layer = layer or self.last_layer
+        a = self.run(x, stop=layer)  # (B, C, T', h, w)
+        return a, self.rest(a, layer)
+
+    def rest(self, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, K) from the output a (B, C, T', h, w) of ``layer``: the stages after it, then the head."""
+        return self.head(self.run(a, start=layer))
+
+    def head_weights(self, layer: str) -> torch.Tensor | None:
+        """The head's (K, C) weights at the last stage (GAP + linear: the fast path), else None."""
+        return self.head.fc.weight if layer == self.last_layer else None
+
+    def cascade(self) -> list[tuple[str, nn.Module]]:
+        """The head, then the stages from the last back (the randomisation check's order)."""
+        return [("head", self.head), *((n, self.stages[n]) for n in reversed(self.layer_names))]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, K)
 

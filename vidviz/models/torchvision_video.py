@@ -1,11 +1,26 @@
-"""torchvision's video ResNets (r3d_18, mc3_18, r2plus1d_18) behind the vidviz interface.
+"""torchvision's nine video classifiers behind the adapter interface (:mod:`vidviz.models.adapter`).
 
-Weights come from a torchvision weights file on disk (no hub download); class names
-(Kinetics-400) and preprocessing come from torchvision's own weight metadata.
+Each is torchvision's own module, unchanged: its layer names are torchvision's module paths and its
+state dict is torchvision's. Weights come from a file on disk (no hub download); class names
+(Kinetics-400) and preprocessing come from torchvision's weight metadata and documentation.
+
+==============  =====================================  =================  =========================
+arch            layers offered (default last)           map layout         all classes in one forward
+==============  =====================================  =================  =========================
+r3d_18, mc3_18,  stem, layer1 ... layer4                (C, T', h, w)      yes, at layer4 (GAP + fc)
+r2plus1d_18
+s3d              features.0 ... features.15             (C, T', h, w)      no: its head averages 2x7x7
+                                                                           windows, then a 1x1 conv
+mvit_v1_b,       blocks.0 ... blocks.N-1                tokens + class     no: the head reads the class
+mvit_v2_s        (default blocks.N-2: the last block's  token; (T', h, w)  token; the last block's own
+                 input)                                 from the block     output reaches it only there
+swin3d_t/s/b     features.0, .2, .4, .6, norm           (T', h, w, C)      yes, at norm (GAP + head)
+==============  =====================================  =================  =========================
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,13 +28,17 @@ import torch
 
 from vidviz.data.io import file_hash
 from vidviz.data.video import InputSpec
-from vidviz.errors import CheckpointError
-from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
+from vidviz.errors import CheckpointError, ExplainError
+from vidviz.models.adapter import Grid, HookedVideoModel, cnn_rule
 from vidviz.models.weights import load_state_strict, torch_load
 
 #: arch -> the name of its torchvision weights enum. torchvision itself is imported only when one
 #: of these models is built: importing it costs about 170 MB of memory that the app otherwise never needs.
-TORCHVISION_ARCHS = {"r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights", "r2plus1d_18": "R2Plus1D_18_Weights"}
+TORCHVISION_ARCHS = {
+    "r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights", "r2plus1d_18": "R2Plus1D_18_Weights",
+    "s3d": "S3D_Weights", "mvit_v1_b": "MViT_V1_B_Weights", "mvit_v2_s": "MViT_V2_S_Weights",
+    "swin3d_t": "Swin3D_T_Weights", "swin3d_s": "Swin3D_S_Weights", "swin3d_b": "Swin3D_B_Weights",
+}
 
 
 def _tvv():
@@ -29,50 +48,84 @@ def _tvv():
 
 
 def kinetics_meta(arch: str) -> tuple[list[str], InputSpec]:
-    """Kinetics-400 class names and the input spec torchvision documents for ``arch``."""
+    """Kinetics-400 class names and the input spec torchvision documents for ``arch``: its transform's
+    crop, mean and std, and the ``clip_len`` and ``frame_rate`` its weights' documentation names."""
     weights = getattr(_tvv(), TORCHVISION_ARCHS[arch]).KINETICS400_V1
     tf = weights.transforms()
     crop = tf.crop_size[0] if isinstance(tf.crop_size, (list, tuple)) else int(tf.crop_size)
-    spec = InputSpec(num_frames=16, fps=15.0, size=int(crop), mean=tuple(tf.mean), std=tuple(tf.std),
-                     default_source_fps=30.0)
+    docs = weights.meta.get("_docs", "")
+    frames = re.search(r"clip_len=(\d+)", docs)
+    rate = re.search(r"frame_rate=([\d.]+)", docs)
+    spec = InputSpec(num_frames=int(frames.group(1)) if frames else 16, fps=float(rate.group(1)) if rate else 15.0,
+                     size=int(crop), mean=tuple(tf.mean), std=tuple(tf.std), default_source_fps=30.0)
     return list(weights.meta["categories"]), spec
 
 
-def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: InputSpec | None = None) -> VideoClassifier:
-    """Build ``arch`` wrapped as a :class:`VideoClassifier` (random weights)."""
+def _mvit_rule(name: str, y: torch.Tensor, out) -> Grid:
+    """An MViT block returns (tokens, thw): the grid is the one the block itself reports."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (list, tuple)) and len(out[1]) == 3):
+        raise ExplainError(f"layer {name!r} is not an MViT block (blocks.N): only a block reports its token grid")
+    thw = tuple(int(v) for v in out[1])
+    if y.dim() != 3 or y.shape[1] != 1 + thw[0] * thw[1] * thw[2]:
+        raise ExplainError(f"layer {name!r} outputs {tuple(y.shape)}, not 1 + {thw} tokens")
+    return Grid("tokens", 1, thw, "thw")
+
+
+def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: InputSpec | None = None) -> HookedVideoModel:
+    """torchvision's ``arch`` (random weights) behind the adapter interface."""
     if arch not in TORCHVISION_ARCHS:
         raise CheckpointError(f"unknown torchvision video model {arch!r} (known: {', '.join(TORCHVISION_ARCHS)})")
     k_classes, k_spec = kinetics_meta(arch)
     classes = list(classes) if classes is not None else k_classes
     net = getattr(_tvv(), arch)(weights=None, num_classes=len(classes))
-    head = PoolLinearHead(net.fc.in_features, len(classes))
-    head.fc = net.fc
-    stages = [("stem", net.stem), ("layer1", net.layer1), ("layer2", net.layer2), ("layer3", net.layer3),
-              ("layer4", net.layer4)]
-    return VideoClassifier(stages, head, classes, spec or k_spec, arch, {})
+    spec = spec or k_spec
+    notes = ""
+    if arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
+        layers, default, rule, head = ["stem", "layer1", "layer2", "layer3", "layer4"], "layer4", cnn_rule(), ["fc"]
+        fast = {"layer4": lambda: net.fc.weight}
+    elif arch == "s3d":
+        layers = [f"features.{i}" for i in range(len(net.features))]
+        default, rule, head, fast = layers[-1], cnn_rule(), ["classifier"], {}
+        notes = "s3d's head averages 2x7x7 windows before its classifier, so every class's map takes a backward."
+    elif arch.startswith("mvit"):
+        layers = [f"blocks.{i}" for i in range(len(net.blocks))]
+        default, rule, head, fast = layers[-2], _mvit_rule, ["head"], {}
+        notes = ("The classifier reads only the class token, so the last block's own output has zero maps; "
+                 "the default layer is the last block's input (blocks.N-2).")
+    else:  # swin3d_t, swin3d_s, swin3d_b
+        layers = [f"features.{i}" for i in range(0, len(net.features), 2)] + ["norm"]
+        default, rule, head = "norm", cnn_rule(channels_last=True), ["head"]
+        fast = {"norm": lambda: net.head.weight}
+    return HookedVideoModel(net, classes, spec, arch, layers, default, rule, "BCTHW",
+                            head_weights=lambda layer: fast[layer]() if layer in fast else None,
+                            head_modules=head, notes=notes)
 
 
 def torchvision_key(key: str) -> str:
-    """torchvision state-dict key -> vidviz key (``layer1.0.conv1...`` -> ``stages.layer1.0.conv1...``)."""
-    if key.startswith("fc."):
-        return "head." + key
-    return "stages." + key
+    """A key of a vidviz checkpoint written before torchvision models kept their own module paths
+    (``stages.layer1...``, ``head.fc...``) -> the wrapped module's key (``net.layer1...``, ``net.fc...``)."""
+    if key.startswith("head.fc."):
+        return "net." + key[len("head."):]
+    if key.startswith("stages."):
+        return "net." + key[len("stages."):]
+    return key
 
 
-def from_torchvision_state(arch: str, state: dict[str, torch.Tensor], source: str | Path) -> VideoClassifier:
+def from_torchvision_state(arch: str, state: dict[str, torch.Tensor], source: str | Path,
+                           spec: InputSpec | None = None) -> HookedVideoModel:
     """A Kinetics-400 model from a torchvision state dict (strict: all keys, all shapes)."""
-    model = torchvision_video(arch)
-    load_state_strict(model, {torchvision_key(k): v for k, v in state.items()}, source, what=f"{arch} weights")
+    model = torchvision_video(arch, spec=spec)
+    load_state_strict(model.net, state, source, what=f"{arch} weights")
     return model
 
 
-def load_torchvision_weights(path: str | Path, arch: str) -> VideoClassifier:
-    """A torchvision video model from a weights file on disk (a plain state dict)."""
+def load_torchvision_weights(path: str | Path, arch: str, spec: InputSpec | None = None) -> HookedVideoModel:
+    """A torchvision video model from a weights file on disk (a plain state dict, torchvision's key names)."""
     path = Path(path)
     state = torch_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("expected a torchvision state dict (name -> tensor)", path)
-    model = from_torchvision_state(arch, state, path)
+    model = from_torchvision_state(arch, state, path, spec)
     model.checkpoint_path, model.checkpoint_hash = str(path), file_hash(path)
     model.metrics, model.train_fingerprint = {}, ""
     return model.eval()
