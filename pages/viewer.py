@@ -64,7 +64,7 @@ def _compare(kind: str, cls: int) -> None:
         rows = [(f"{lay} ({'x'.join(map(str, m.shape))})", m) for lay, m in maps.items()]
         what = f"**{names[cls]}**, {METHOD_INFO[method].name}"
     elif kind == "classes":
-        true_idx = rec.label if rec is not None else None
+        true_idx = b.true_class(key)
         default = list(dict.fromkeys([c for c in (true_idx, top[0][0], top[1][0]) if c is not None]))[:2]
         asked = [int(c) for c in qp.get("classes", "").split(",") if c.isdigit() and int(c) < len(names)] \
             if rec is not None and qp.get("clip") == rec.id else []

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vidviz import config
-from vidviz.data.datasets import VideoDataset, boxes_for_clip, open_dataset
+from vidviz.data.datasets import VideoDataset, boxes_for_clip, match_classes, open_dataset
 from vidviz.data.video import VIDEO_EXTENSIONS, Clip, load_clip, to_tensor
 from vidviz.errors import ExplainError, VideoError
 from vidviz.explain.cam import (
@@ -145,11 +145,18 @@ class Backend:
         if dataset is None and data_root is not None:
             dataset = open_dataset(data_root, subset)
         self.dataset: VideoDataset | None = dataset  # an opened dataset may be shared (the app opens it once)
-        k = len(self.dataset.classes) if self.dataset is not None and self.dataset.classes else None
-        self.model = load_checkpoint(checkpoint, num_classes=k).to(self.device).eval()
-        if self.dataset is not None and self.dataset.classes and list(self.dataset.classes) != list(self.model.classes):
-            log.warning("dataset class names differ from the checkpoint's; using the checkpoint's names")
+        self.model = load_checkpoint(checkpoint).to(self.device).eval()
         self.classes = list(self.model.classes)
+        ds_classes = list(self.dataset.classes) if self.dataset is not None and self.dataset.classes else []
+        #: dataset class -> the model's class of that name (-1: none); identity when the names agree
+        self.class_match = match_classes(ds_classes, self.classes)
+        self.classes_note = ""  # what the app says when the names differ
+        if ds_classes and ds_classes != self.classes:
+            n = int((self.class_match >= 0).sum())
+            self.classes_note = (f"The model's {len(self.classes)} class names match {n} of the dataset's "
+                                 f"{len(ds_classes)}: a clip's true label is shown by name, and accuracy counts "
+                                 "only clips whose class the model has.")
+            log.warning(self.classes_note)
         self.spec = self.model.spec
         self.checkpoint_hash = self.model.checkpoint_hash
         self._uploads: dict[str, Path] = {}
@@ -347,6 +354,15 @@ class Backend:
         frames = self.open(key).clip.frames
         up = upsample(maps, (frames.shape[0], frames.shape[1], frames.shape[1]))  # (T, S0, S0)
         return up / max(float(np.abs(up).max()), 1e-12)
+
+    def true_class(self, key: str) -> int | None:
+        """The model's class index of ``key``'s true label, matched by name (None: unlabelled, an upload, or a
+        class the model does not have)."""
+        rec = self.record(key)
+        if rec is None or rec.label is None or not 0 <= rec.label < len(self.class_match):
+            return None
+        c = int(self.class_match[rec.label])
+        return c if c >= 0 else None
 
     def record(self, key: str):
         if key.startswith(("upload:", "file:")) or self.dataset is None or key not in self.dataset:

@@ -110,6 +110,8 @@ def _evaluate(a) -> int:
 
         raise DatasetError(f"no clip of split {a.split!r} could be evaluated", ds.root)
     print(f"{a.split}: {r['clips']} clips, top-1 {100 * r['top1']:.1f}%, top-5 {100 * r['top5']:.1f}%")
+    if r["unmatched"]:
+        print(f"note: {r['unmatched']} labelled clips are not scored: the model has no class of their name")
     for name, acc in r["per_class"].items():
         print(f"  {100 * acc:5.1f}%  {name}")
     for cid, msg in r["failures"][3:]:  # every one of them, after the summary
@@ -117,7 +119,7 @@ def _evaluate(a) -> int:
     if a.csv:
         import pandas as pd
 
-        df = pd.DataFrame(r["confusion"], index=ds.classes, columns=ds.classes)
+        df = pd.DataFrame(r["confusion"], index=model.classes, columns=model.classes)
         df.index.name = "true \\ predicted"
         atomic_write_bytes(a.csv, df.to_csv().encode())
         print(f"confusion matrix: {a.csv}")
@@ -174,7 +176,7 @@ def _explain(a) -> int:
     import numpy as np
 
     buf = io.BytesIO()
-    np.save(buf, opened.x.numpy())  # (1, 3, T, S, S) float32, normalised
+    np.save(buf, b.model.model_input(opened.x).numpy())  # (1, 3, T, S, S) or (1, T, 3, S, S): the model's layout
     atomic_write_bytes(inp, buf.getvalue())
     written.append(str(inp))
     print(f"explained class {cls} ({b.classes[cls]}) with {expl.method} at {expl.layer}; logit target")
@@ -186,9 +188,19 @@ def _import_weights(a) -> int:
     from vidviz.models.checkpoint import save_checkpoint
     from vidviz.models.torchvision_video import load_torchvision_weights
 
-    model = load_torchvision_weights(a.weights, a.arch)
+    from dataclasses import replace
+
+    from vidviz.models.torchvision_video import kinetics_meta
+
+    _, spec = kinetics_meta(a.arch)
+    given = {"num_frames": a.frames, "size": a.size, "fps": a.fps}
+    spec = replace(spec, **{k: v for k, v in given.items() if v is not None})
+    if not spec.fps > 0:
+        raise UsageError(f"--fps must be positive, not {a.fps}")
+    model = load_torchvision_weights(a.weights, a.arch, spec)
     save_checkpoint(a.out, model, "", {"source": str(a.weights)})
-    print(f"wrote {a.out}: {a.arch}, {len(model.classes)} classes (Kinetics-400), input {model.spec.to_dict()}")
+    print(f"wrote {a.out}: {a.arch}, {len(model.classes)} classes (Kinetics-400), input {model.spec.to_dict()}, "
+          f"layers {', '.join(model.layer_names)} (default {model.last_layer})")
     return 0
 
 
@@ -338,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(x, split=False)
     x.add_argument("--class", dest="cls", default=None, help="class index or name (default: the top prediction)")
     x.add_argument("--method", default="gradcam", choices=METHODS)
-    x.add_argument("--layer", default=None, help="stem, layer1 ... layer4 (default: the last block)")
+    x.add_argument("--layer", default=None, help="a module path of the model: stem, layer1 ... layer4 for vidviz and torchvision ResNets, norm or features.N for Swin, ...encoder.layer.N for Hugging Face (default: the last block)")
     for method, given in SETTINGS.items():  # each input method's settings (their ranges are checked on use)
         for name, st in given.items():
             x.add_argument(f"--{name}", type=type(st.default), default=None,
@@ -368,9 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_quality)
 
     w = sub.add_parser("import-weights", help="wrap a torchvision video-model weights file as a vidviz checkpoint")
-    w.add_argument("--arch", required=True, choices=["r3d_18", "mc3_18", "r2plus1d_18"])
+    w.add_argument("--arch", required=True, choices=list(config.TORCHVISION_ARCHS))
     w.add_argument("--weights", required=True, help="torchvision state dict (.pth) on disk")
     w.add_argument("--out", required=True, help="checkpoint to write, e.g. checkpoints/r3d_18.pt")
+    w.add_argument("--frames", type=_positive, default=None, help="frames per clip (default: torchvision's clip_len)")
+    w.add_argument("--size", type=_positive, default=None, help="input side in pixels (default: torchvision's crop)")
+    w.add_argument("--fps", type=float, default=None, help="sampling rate (default: torchvision's frame_rate)")
     w.set_defaults(func=_import_weights)
 
     b = sub.add_parser("bench", help="benchmarks that print figures (scripts in benchmarks/)")

@@ -25,6 +25,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: torchvision's nine video classifiers -> the name of each one's weights enum (light to import, for the CLI's
+#: choices; :mod:`vidviz.models.torchvision_video` builds them).
+TORCHVISION_ARCHS = {
+    "r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights", "r2plus1d_18": "R2Plus1D_18_Weights",
+    "s3d": "S3D_Weights", "mvit_v1_b": "MViT_V1_B_Weights", "mvit_v2_s": "MViT_V2_S_Weights",
+    "swin3d_t": "Swin3D_T_Weights", "swin3d_s": "Swin3D_S_Weights", "swin3d_b": "Swin3D_B_Weights",
+}
+
 #: Settings of the embedded default dataset (``vidviz synth`` defaults; light to import, unlike the generator).
 DEFAULT_CLIPS, DEFAULT_SEED, DEFAULT_DIFFICULTY, DEFAULT_HARD = 1500, 0, 1.0, 0.1
 

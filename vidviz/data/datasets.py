@@ -39,6 +39,19 @@ def strip_brackets(template: str) -> str:
     return template.replace("[", "").replace("]", "")
 
 
+def _class_key(name: str) -> str:
+    return " ".join(strip_brackets(name).lower().split())
+
+
+def match_classes(dataset_classes: list[str], model_classes: list[str]) -> np.ndarray:
+    """For each dataset class, the model's class of the same name (-1: the model has none), matched on names
+    with the placeholders' brackets, case and spacing ignored ("Pushing [something]" = "pushing something")."""
+    index = {}
+    for i, name in enumerate(model_classes):
+        index.setdefault(_class_key(name), i)
+    return np.array([index.get(_class_key(n), -1) for n in dataset_classes], dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """One clip of a dataset, whatever its on-disk format."""

@@ -154,6 +154,20 @@ def forward_cams(model: VideoClassifier, x: torch.Tensor, pick=None) -> tuple[to
     return a, logits, cams_from_features(a, weight, classes)
 
 
+def batch_cams(model: VideoClassifier, x: torch.Tensor, pick) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, K) and Grad-CAM (B, n, T', h, w) at the default layer of the classes ``pick(logits)`` (B, n)
+    chooses: from the one forward where :func:`one_pass_applies`, else one batched backward per clip."""
+    if one_pass_applies(model, "gradcam", None):
+        _, logits, maps = forward_cams(model, x, pick)
+        return logits, maps
+    with torch.no_grad():
+        logits = model(x)  # (B, K)
+    classes = pick(logits)  # (B, n)
+    maps = torch.stack([autograd_cams(model, x[i:i + 1], model.last_layer, [int(c) for c in classes[i]])[1]
+                        for i in range(x.shape[0])])  # (B, n, T', h, w)
+    return logits, maps
+
+
 def _gradcam_weights(grads: torch.Tensor, acts: torch.Tensor, method: str) -> torch.Tensor:
     """Channel weights (n, C) from grads (n, C, T', h, w) and activations (C, T', h, w)."""
     if method == "gradcam":

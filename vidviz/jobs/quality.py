@@ -87,11 +87,12 @@ def score_clip(backend, key: str, methods: list[str], steps: int = 8) -> list[di
     ds = backend.dataset
     rec = ds.get(key)
     opened = backend.open(key)
-    target = rec.label if rec.label is not None else opened.top[0][0]
+    true = backend.true_class(key)  # the model's index of the true label (by name), or None
+    target = true if true is not None else opened.top[0][0]
     boxes, window = backend.ground_truth(key)
     obj = _boxes(boxes, "object", opened.clip) if boxes else [None] * len(opened.clip.frames)
     hand = _boxes(boxes, "hand", opened.clip) if boxes else [None] * len(opened.clip.frames)
-    case = assign_cases(opened.logits[None], np.array([-1 if rec.label is None else rec.label]))[0][0]
+    case = assign_cases(opened.logits[None], np.array([-1 if true is None else true]))[0][0]
     rows = []
     s = backend.spec.size
     seconds = {}
@@ -117,8 +118,8 @@ def sanity(backend, keys: list[str], methods: list[str]) -> list[dict]:
     rows = []
     for key in keys:
         opened = backend.open(key)
-        rec = backend.dataset.get(key)
-        target = rec.label if rec.label is not None else opened.top[0][0]
+        true = backend.true_class(key)
+        target = true if true is not None else opened.top[0][0]
         x = opened.x.to(backend.device)
         for m in methods:
             res = q.randomisation_check(backend.model, x, target,

@@ -231,11 +231,13 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     import torch
 
     from vidviz.data.loader import iterate_batches
-    from vidviz.explain.cam import forward_cams  # runs under no_grad
+    from vidviz.data.datasets import match_classes
+    from vidviz.explain.cam import batch_cams
 
     recs = ds.split(split)
     if not recs:
         raise StoreError(f"split {split!r} has no clips", ds.root)
+    match = match_classes(list(ds.classes), list(model.classes))  # dataset class -> model class by name (-1: none)
     out = Path(out) if out is not None else store_dir(ds, model.checkpoint_hash, split)
     parts_dir = out / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -274,13 +276,13 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
             failures.append((flat[pos].id, msg))
             left[owner[pos]] -= 1
         if batch.x is not None:
-            labs = [flat[pos].label if flat[pos].label is not None else -1 for pos in batch.indices]
+            labs = [int(match[flat[pos].label]) if flat[pos].label is not None else -1 for pos in batch.indices]
             true = torch.tensor([[max(lab, 0)] for lab in labs], device=dev)  # (B, 1)
 
             def pick(logits, true=true):  # the top-k classes and the true class of each clip
                 return torch.cat([logits.topk(min(k, logits.shape[1]), dim=1).indices, true], 1)  # (B, k+1)
 
-            _, logits, maps = forward_cams(model, batch.x.to(dev), pick)  # (B, K), (B, k+1, T', h, w)
+            logits, maps = batch_cams(model, batch.x.to(dev), pick)  # (B, K), (B, k+1, T', h, w)
             cls = pick(logits).cpu().numpy().astype(np.int32)  # (B, k+1)
             logits, maps = logits.float().cpu().numpy(), maps.cpu().numpy()
             for j, pos in enumerate(batch.indices):

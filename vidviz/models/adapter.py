@@ -187,7 +187,7 @@ class HookedVideoModel(nn.Module):
 
         def read(out):
             grid, y = self._grid(layer, out)
-            seen.append(grid.to_grid(y))
+            seen.append(grid.to_grid(y).clone())  # a copy: the model may change y in place next
 
         with self._acting(layer, read):
             logits = self(x)  # (B, K)
@@ -203,7 +203,7 @@ class HookedVideoModel(nn.Module):
 
         def read(out):
             grid, y = self._grid(stop, out)
-            seen.append(grid.to_grid(y))
+            seen.append(grid.to_grid(y).clone())  # a copy: the model may change y in place next
             raise _Stop
 
         with self._acting(stop, read):
@@ -225,7 +225,7 @@ class HookedVideoModel(nn.Module):
 
         def replace(out):
             grid, y = self._grid(layer, out)
-            native = grid.to_native(a, y)
+            native = grid.to_native(a, y).clone()  # not a itself: the model may add to its input in place
             if isinstance(out, tuple):
                 return (native, *out[1:])
             if isinstance(out, list):

@@ -26,19 +26,15 @@ from pathlib import Path
 
 import torch
 
+from vidviz.config import TORCHVISION_ARCHS
 from vidviz.data.io import file_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError, ExplainError
 from vidviz.models.adapter import Grid, HookedVideoModel, cnn_rule
 from vidviz.models.weights import load_state_strict, torch_load
 
-#: arch -> the name of its torchvision weights enum. torchvision itself is imported only when one
-#: of these models is built: importing it costs about 170 MB of memory that the app otherwise never needs.
-TORCHVISION_ARCHS = {
-    "r3d_18": "R3D_18_Weights", "mc3_18": "MC3_18_Weights", "r2plus1d_18": "R2Plus1D_18_Weights",
-    "s3d": "S3D_Weights", "mvit_v1_b": "MViT_V1_B_Weights", "mvit_v2_s": "MViT_V2_S_Weights",
-    "swin3d_t": "Swin3D_T_Weights", "swin3d_s": "Swin3D_S_Weights", "swin3d_b": "Swin3D_B_Weights",
-}
+# torchvision itself is imported only when one of these models is built: importing it costs about 170 MB of
+# memory that the app otherwise never needs.
 
 
 def _tvv():

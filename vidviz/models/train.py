@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vidviz.data.datasets import VideoDataset
+from vidviz.data.datasets import VideoDataset, match_classes
 from vidviz.data.io import atomic_write_bytes
 from vidviz.data.loader import iterate_batches
 from vidviz.data.video import standardise
@@ -232,10 +232,18 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
 @torch.no_grad()
 def evaluate(model: VideoClassifier, ds: VideoDataset, split: str, workers: int = 2, batch_size: int = 8,
              device: str = "auto", progress: bool = True) -> dict:
-    """Top-1/top-5, per-class accuracy and the confusion matrix on ``split``."""
-    recs = [r for r in ds.split(split) if r.label is not None]
-    if not recs:
+    """Top-1/top-5, per-class accuracy and the confusion matrix (the model's classes) on ``split``.
+
+    Where the model's class names differ from the dataset's, a clip counts only when the model has its class
+    (matched by name); ``unmatched`` counts the others."""
+    labelled = [r for r in ds.split(split) if r.label is not None]
+    if not labelled:
         raise DatasetError(f"no labelled clips in split {split!r}", ds.root)
+    match = match_classes(list(ds.classes), list(model.classes))  # dataset class -> model class (-1: none)
+    recs = [r for r in labelled if match[r.label] >= 0]
+    if not recs:
+        raise DatasetError(f"none of the model's {model.num_classes} class names is a class of split {split!r}",
+                           ds.root)
     dev = pick_device(device)
     model = model.to(dev).eval()
     k = model.num_classes
@@ -250,16 +258,21 @@ def evaluate(model: VideoClassifier, ds: VideoDataset, split: str, workers: int 
             pred = logits.argmax(1)
             topk = logits.topk(min(5, k), dim=1).indices  # (B, 5)
             for j, i in enumerate(batch.indices):
-                y = recs[i].label
+                y = int(match[recs[i].label])
                 conf[y, int(pred[j])] += 1
                 top5 += int((topk[j] == y).any())
         bar.update(len(batch.indices) + len(batch.errors))
     bar.close()
     n = int(conf.sum())
-    per_class = {ds.classes[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else float("nan")) for c in range(k)}
+    same = list(ds.classes) == list(model.classes)
+    per_class = {model.classes[c]: (float(conf[c, c] / conf[c].sum()) if conf[c].sum() else float("nan"))
+                 for c in range(k) if same or conf[c].sum()}
     return {"split": split, "clips": n, "top1": float(np.trace(conf) / n) if n else 0.0,
-            "top5": top5 / n if n else 0.0, "per_class": per_class, "confusion": conf, "failures": failures}
+            "top5": top5 / n if n else 0.0, "per_class": per_class, "confusion": conf, "failures": failures,
+            "unmatched": len(labelled) - len(recs)}
 
 
 def load_for_dataset(path: str | Path, ds: VideoDataset) -> VideoClassifier:
-    return load_checkpoint(path, num_classes=len(ds.classes) if ds.classes else None)
+    """The model of ``path`` (a checkpoint file or a Hugging Face folder) for ``ds``; its class names may differ
+    from the dataset's (clips are matched by name: :func:`vidviz.data.datasets.match_classes`)."""
+    return load_checkpoint(path)
