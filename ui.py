@@ -38,12 +38,19 @@ def dataset_roots() -> dict[str, Path]:
 
 
 def checkpoints() -> dict[str, Path]:
-    """Checkpoint choices: the shipped default, then ``*.pt`` under checkpoints/ and ``VIDVIZ_CHECKPOINTS``."""
+    """Checkpoint choices: the shipped default, then under checkpoints/ and ``VIDVIZ_CHECKPOINTS`` every vidviz
+    checkpoint (``*.pt``: trained, or torchvision weights imported) and every Hugging Face model folder (a folder
+    with a ``config.json``, shown with a trailing ``/``)."""
     found = {"default.pt (shipped)": config.DEFAULT_CHECKPOINT}
     for folder in [config.CHECKPOINT_DIR, *config.EXTRA_CHECKPOINT_DIRS]:
-        for p in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
-            if p.resolve() != config.DEFAULT_CHECKPOINT.resolve() and not p.name.endswith(".resume.pt"):
-                found[p.name if p.name not in found else str(p)] = p
+        if not folder.is_dir():
+            continue
+        files = [p for p in folder.glob("*.pt") if not p.name.endswith(".resume.pt")]
+        hf = [p for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+        for p in sorted(files + hf):
+            if p.resolve() != config.DEFAULT_CHECKPOINT.resolve():
+                name = p.name + ("/" if p.is_dir() else "")
+                found[name if name not in found else str(p)] = p
     return found
 
 
@@ -255,7 +262,10 @@ def backend_or_none(show_errors: bool = True) -> Backend | None:
     """The shared backend of the chosen dataset and checkpoint (loaded once, with a spinner), or None on an error."""
     root, ckpt = chosen()
     try:
-        return get_backend(str(ckpt), str(root), config.CACHE_MB)
+        b = get_backend(str(ckpt), str(root), config.CACHE_MB)
+        if b.classes_note and show_errors:
+            st.caption(b.classes_note)
+        return b
     except VidvizError as e:
         if show_errors:
             st.error(f"Cannot open this dataset/checkpoint: {e}")

@@ -161,9 +161,11 @@ with ui.plain_errors():
         m1, m2 = st.columns(2)
         method = m1.selectbox("Method", METHODS, key="method", bind="query-params",
                               help="; ".join(f"{m}: {i.name} ({i.paper}), costs {i.cost}" for m, i in METHOD_INFO.items()))
-        layer = m2.selectbox("Layer (last block first)", b.model.layer_names[::-1], key="layer", bind="query-params",
-                             disabled=METHOD_INFO[method].input_level,
-                             help="An input attribution (Captum) attributes the pixels: it has no layer.")
+        layers = b.model.layer_names[::-1]
+        layer = m2.selectbox("Layer (last block first)", layers, index=layers.index(b.model.last_layer), key="layer",
+                             bind="query-params", disabled=METHOD_INFO[method].input_level,
+                             help="Module paths of the model. An input attribution (Captum) attributes the pixels: "
+                                  "it has no layer. " + b.model.notes)
         settings = {}
         if method in SETTINGS and SETTINGS[method]:
             with st.expander(f"{METHOD_INFO[method].name} settings"):
@@ -186,6 +188,7 @@ with ui.plain_errors():
                 d / n, text=f"{info.name}: {d} of {n} channels"))
             bar.empty()
             curve = importance_curve(expl.map_for(first), T)
+            st.session_state.vw_steps = expl.maps.shape[1]  # the layer's time steps (T')
             init = ui.player_init(key, rec.id if rec is not None else None, first, len(b.classes), T,
                                   int(curve.argmax()) + 1)
             st.session_state.vw_view = st.session_state.get("vw_view", 0) + 1
@@ -194,6 +197,11 @@ with ui.plain_errors():
             st.session_state.vw_view_id, st.session_state.vw_init = view_id, init
         init = st.session_state.vw_init
         asked = ui.player(b, key, method, layer, init, st.session_state.vw_view, settings)
+    steps = st.session_state.get("vw_steps", T)
+    if steps != T:  # a layer that strides in time (a tubelet, a temporal pooling): say which frames each map covers
+        st.caption(f"This layer has {steps} maps in time for the {T} frames: " + ", ".join(
+            f"map {j + 1} covers frames {render.frame_span(j, steps, T)}" for j in range(min(steps, 4)))
+            + (" ..." if steps > 4 else "") + ". The player interpolates between them.")
     if asked is not None:  # a class outside the payload: its map is computed, and the player switches to it
         st.session_state.vw_init = {**init, "cls": asked}
         st.rerun()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -114,3 +115,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def hf_folder(tmp_path: Path, kind: str, preprocessor: dict | None = None):
+    """A small ``*ForVideoClassification`` with random weights, written by ``save_pretrained``."""
+    import transformers as tf
+
+    small = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
+    cfg = {
+        "videomae": lambda: tf.VideoMAEConfig(image_size=32, patch_size=8, num_frames=8, tubelet_size=2, **small),
+        "timesformer": lambda: tf.TimesformerConfig(image_size=32, patch_size=8, num_frames=4, **small),
+        "vivit": lambda: tf.VivitConfig(image_size=32, tubelet_size=[2, 8, 8], num_frames=8, **small),
+    }[kind]()
+    cfg.id2label = {i: f"{kind} action {i}" for i in range(6)}
+    cfg.label2id = {v: k for k, v in cfg.id2label.items()}
+    torch.manual_seed(0)
+    net = getattr(tf, {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit"}[kind]
+                  + "ForVideoClassification")(cfg).eval()
+    folder = tmp_path / kind
+    net.save_pretrained(folder)
+    if preprocessor:
+        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return net, folder

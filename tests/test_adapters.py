@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import assert_rel_close, run_cli
+from support import assert_rel_close, hf_folder, run_cli
 from vidviz.errors import CheckpointError, ExplainError
 from vidviz.explain.cam import explain, one_pass_applies
 from vidviz.models import load_checkpoint, save_checkpoint
@@ -154,28 +154,6 @@ def test_wrong_architecture_weights_name_file_and_keys(tmp_path):
 
 
 # ------------------------------------------------------------------ Hugging Face
-def hf_folder(tmp_path, kind: str, preprocessor: dict | None = None):
-    """A small ``*ForVideoClassification`` with random weights, written by ``save_pretrained``."""
-    import transformers as tf
-
-    small = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64)
-    cfg = {
-        "videomae": lambda: tf.VideoMAEConfig(image_size=32, patch_size=8, num_frames=8, tubelet_size=2, **small),
-        "timesformer": lambda: tf.TimesformerConfig(image_size=32, patch_size=8, num_frames=4, **small),
-        "vivit": lambda: tf.VivitConfig(image_size=32, tubelet_size=[2, 8, 8], num_frames=8, **small),
-    }[kind]()
-    cfg.id2label = {i: f"{kind} action {i}" for i in range(6)}
-    cfg.label2id = {v: k for k, v in cfg.id2label.items()}
-    torch.manual_seed(0)
-    net = getattr(tf, {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit"}[kind]
-                  + "ForVideoClassification")(cfg).eval()
-    folder = tmp_path / kind
-    net.save_pretrained(folder)
-    if preprocessor:
-        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
-    return net, folder
-
-
 HF_GRID = {"videomae": _tokens(0, (4, 4, 4)), "timesformer": _tokens(1, (4, 4, 4), time_last=True),
            "vivit": _tokens(1, (4, 4, 4))}
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -544,3 +545,79 @@ def test_an_old_style_page_link_opens_without_a_404(server, page, default_backen
     pg.goto(f"{server}/gallery/")
     wait_ready(pg, "Confusion gallery")
     assert failed == [] and page.errors == []
+
+
+@pytest.fixture(scope="module")
+def byom_server(default_ds, default_checkpoint, artifacts, tmp_path_factory):
+    """The app with a checkpoint folder (``VIDVIZ_CHECKPOINTS``) holding a VideoMAE saved by Hugging Face's
+    ``save_pretrained`` and a swin3d_t imported from a torchvision weights file (random weights, small inputs)."""
+    from dataclasses import replace
+
+    from support import hf_folder
+
+    from vidviz.models import save_checkpoint
+    from vidviz.models.torchvision_video import kinetics_meta, load_torchvision_weights
+
+    folder = tmp_path_factory.mktemp("byom")
+    hf_folder(folder, "videomae")
+    torch.manual_seed(0)
+    from torchvision.models.video import swin3d_t
+
+    torch.save(swin3d_t(weights=None).state_dict(), folder / "swin.pth")
+    spec = replace(kinetics_meta("swin3d_t")[1], num_frames=8, size=64)
+    save_checkpoint(folder / "swin3d_t.pt", load_torchvision_weights(folder / "swin.pth", "swin3d_t", spec))
+    (folder / "swin.pth").unlink()
+    port = free_port()
+    log = open(artifacts / "streamlit-byom.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "VIDVIZ_CHECKPOINTS": str(folder)})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start; see {artifacts / 'streamlit-byom.log'}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_picker_offers_a_videomae_and_a_swin_and_the_viewer_renders_their_maps(byom_server, page, default_ds,
+                                                                                    artifacts):
+    """#13: a Hugging Face folder and an imported torchvision checkpoint are in the checkpoint picker; the viewer
+    paints their per-frame maps at their own layers (VideoMAE: tubelets of 2 frames, said in a caption)."""
+    from vidviz.data.datasets import open_dataset
+
+    pg = page.pg
+    clip = open_dataset(default_ds).split("validation")[0].id
+    pg.goto(byom_server + "/?page=viewer&clip=" + clip)
+    wait_ready(pg, "Grad-CAM viewer")
+    pg.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text="Checkpoint").click()
+    options = pg.locator('[role="option"]').all_inner_texts()
+    assert "videomae/" in options and "swin3d_t.pt" in options, options
+    pg.keyboard.press("Escape")
+    for name, layer, steps in (("videomae/", "videomae.encoder.layer.2", 4), ("swin3d_t.pt", "norm", 4)):
+        pg.goto(f"{byom_server}/?page=viewer&checkpoint={urllib.parse.quote(name)}&clip={clip}")
+        wait_ready(pg, "Grad-CAM viewer")
+        wait_player(pg)
+        no_exception(pg)
+        title = pg.locator(f'{PLAYER} [data-testid="vv-title"]').inner_text()
+        assert layer in title, title
+        assert f"This layer has {steps} maps in time for the 8 frames" in pg.content()
+        # the heatmap is painted: the canvas is not one colour
+        spread = pg.evaluate(f"""() => {{ const c = document.querySelector('{PLAYER} [data-testid="vv-canvas"]');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let lo = 255, hi = 0; for (let i = 0; i < d.length; i += 4) {{ lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }}
+            return hi - lo; }}""")
+        assert spread > 30, (name, spread)
+        pg.screenshot(path=str(artifacts / f"byom-{name.strip('/').replace('.', '_')}.png"))
+    assert not page.errors, page.errors

@@ -221,6 +221,12 @@ class ExportBundle:
         }
 
 
+def frame_span(j: int, steps: int, frames: int) -> str:
+    """The input frames (1-based, "a-b") that time step ``j`` of ``steps`` covers, over ``frames`` frames."""
+    a, b = j * frames // steps + 1, (j + 1) * frames // steps
+    return f"{a}-{b}" if b > a else str(max(a, b))
+
+
 def export_stem(key: str, cls: int, method: str, layer: str) -> str:
     """File name stem of an export: ``<clip>_<class>_<method>_<layer>``."""
     return f"{Path(key).name.replace(':', '_')}_{cls}_{method.replace('+', 'p')}_{layer}"
