@@ -157,6 +157,9 @@ with ui.plain_errors():
             st.caption(f"Objects: {', '.join(rec.placeholders) or '-'} · clip {rec.id} · {rec.split}")
         else:
             st.caption("An uploaded video (not linked in the URL).")
+        if opened.clip.padded:
+            st.caption(f"The video has {opened.clip.info.num_frames} frames, fewer than the model's window: its last "
+                       f"frame fills the last {opened.clip.padded} of the {T} the model reads.")
     with head_r:
         m1, m2 = st.columns(2)
         method = m1.selectbox("Method", METHODS, key="method", bind="query-params",

@@ -86,6 +86,10 @@ def saved_torchvision(arch, tmp_path, seed=0):
     t, s = TV_INPUT[arch]
     torch.manual_seed(seed)
     net = getattr(__import__("torchvision.models.video", fromlist=[arch]), arch)(weights=None)
+    for name in ("fc", "classifier.1", "head", "head.1"):  # no classifier bias: the top classes are the ones whose
+        head = dict(net.named_modules()).get(name)  # evidence is largest, so their maps are not all zero
+        if head is not None and getattr(head, "bias", None) is not None:
+            torch.nn.init.zeros_(head.bias)
     weights = tmp_path / f"{arch}.pth"
     torch.save(net.state_dict(), weights)
     spec = replace(kinetics_meta(arch)[1], num_frames=t, size=s)  # as `import-weights --frames --size` does

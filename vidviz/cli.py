@@ -150,6 +150,9 @@ def _explain(a) -> int:
         b.dataset.get(key)  # a clear error for an unknown id
     opened = b.open(key)
     rec = b.record(key)
+    if opened.clip.padded:
+        print(f"note: the video has {opened.clip.info.num_frames} frames, fewer than the model's window of "
+              f"{b.spec.num_frames} at {b.spec.fps:g} fps: its last frame fills the last {opened.clip.padded}")
     if rec is not None and rec.template is not None:
         print(f"True label: {rec.template}")
     for line in format_top(opened.top, b.classes, a.top):

@@ -104,6 +104,13 @@ class Clip:
     crop: tuple[int, int, int]  # (x0, y0, side) of the square crop, in decoded pixels
     scale: float = 1.0  # decoded pixels per source pixel (< 1 when the source was downsized as it was read)
 
+    @property
+    def padded(self) -> int:
+        """How many of the sampled frames repeat the video's last frame because the video is shorter than the
+        model's window (0 for a long enough video)."""
+        last = self.info.num_frames - 1
+        return max(0, int((np.asarray(self.indices) == last).sum()) - 1)
+
     def to_display(self, xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """A box in source pixels -> the same box in the displayed (cropped, downsized) frames."""
         x0, y0, _ = self.crop
