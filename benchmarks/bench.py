@@ -315,8 +315,91 @@ def bench_methods(a) -> None:
     print(f"Score-CAM: {channels} channels = {channels / 64:.0f} x 64; target <= 2 forwards per 64 channels")
 
 
+#: each architecture at a small input it accepts: (frames, side); s3d and MViT need 224 px (and MViT 16 frames)
+MODEL_INPUTS = {"r3d_18": (16, 112), "mc3_18": (16, 112), "r2plus1d_18": (16, 112), "s3d": (16, 224),
+                "mvit_v1_b": (16, 224), "mvit_v2_s": (16, 224), "swin3d_t": (16, 112), "swin3d_s": (16, 112),
+                "swin3d_b": (16, 112), "hf:videomae": (16, 112), "hf:timesformer": (8, 112), "hf:vivit": (16, 112)}
+
+
+def _bench_model_of(name: str, tmp: Path):
+    """``name`` with random weights at its bench input, saved and loaded back through the user's path."""
+    from dataclasses import replace
+
+    from vidviz.models import load_checkpoint, save_checkpoint
+
+    t, s = MODEL_INPUTS[name]
+    torch.manual_seed(0)
+    if name.startswith("hf:"):
+        import transformers as tf
+
+        kind = name[3:]
+        cfg = {"videomae": lambda: tf.VideoMAEConfig(image_size=s, num_frames=t),
+               "timesformer": lambda: tf.TimesformerConfig(image_size=s, num_frames=t),
+               "vivit": lambda: tf.VivitConfig(image_size=s, num_frames=t)}[kind]()
+        cfg.num_labels = 174  # a Something-Something v2 head
+        net = getattr(tf, {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit"}[kind]
+                      + "ForVideoClassification")(cfg)
+        net.save_pretrained(tmp / kind)
+        return load_checkpoint(tmp / kind)
+    from vidviz.models.torchvision_video import kinetics_meta, load_torchvision_weights
+
+    net = getattr(__import__("torchvision.models.video", fromlist=[name]), name)(weights=None)
+    torch.save(net.state_dict(), tmp / f"{name}.pth")
+    spec = replace(kinetics_meta(name)[1], num_frames=t, size=s)
+    return load_checkpoint(save_checkpoint(tmp / f"{name}.pt", load_torchvision_weights(tmp / f"{name}.pth", name, spec)))
+
+
+def bench_models(a) -> None:
+    """Every adapter on one random clip: forward, Grad-CAM of all classes at the default layer (the one-forward
+    path where it applies), one class and the top-5 at an intermediate layer, and Captum's LayerGradCam where it
+    reads the layer's layout (channels-first 5D maps)."""
+    import tempfile
+    import warnings
+
+    from vidviz.explain.cam import autograd_cams, forward_cams, one_pass_applies
+
+    warnings.filterwarnings("ignore")
+    names = a.models or list(MODEL_INPUTS)
+    print(f"vidviz bench models: random weights, one clip, {torch.get_num_threads()} threads, median of {a.repeat}")
+    print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'one class':>10s} {'top-5':>10s} "
+          f"{'top5/one':>8s} {'captum':>10s}  intermediate layer")
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            m = _bench_model_of(name, Path(tmp)).eval()
+        t, s = MODEL_INPUTS[name]
+        x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            top5 = m(x)[0].topk(5).indices.tolist()
+        mid = m.layer_names[len(m.layer_names) // 2]
+        reps = max(1, a.repeat // 2) if name.startswith(("mvit", "s3d")) else a.repeat
+
+        def forward(m=m, x=x):
+            with torch.no_grad():
+                return m(x)
+
+        fns = {"forward": forward, "one": lambda: autograd_cams(m, x, mid, top5[:1]),
+               "five": lambda: autograd_cams(m, x, mid, top5)}
+        fast = one_pass_applies(m, "gradcam", None)
+        if fast:
+            fns["all"] = lambda: forward_cams(m, x)
+        ms = _time_interleaved(fns, repeat=reps, warmup=1)
+        fwd = ms["forward"]
+        all_s = f"{ms['all']:7.0f} ms {ms['all'] / fwd:4.2f}x" if fast else "backward/class"
+        cap = "-"
+        probe = m.run(x, stop=mid)
+        native = m.net.get_submodule(mid) if hasattr(m, "net") else None
+        if native is not None and not name.startswith(("swin", "mvit", "hf:")) and probe.dim() == 5:
+            from captum.attr import LayerGradCam
+
+            lgc = LayerGradCam(m, native)
+            cap = f"{_time(lambda: lgc.attribute(x, target=top5[0]), repeat=reps):7.0f} ms"
+        print(f"  {name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s} {ms['one']:7.0f} ms {ms['five']:7.0f} ms "
+              f"{ms['five'] / ms['one']:7.2f}x {cap:>10s}  {mid}")
+    print("targets: all classes <= 1.1x forward where the one-forward path applies; top-5 <= 1.5x one class")
+
+
 BENCHES = {"model": bench_model, "explain": bench_explain, "gallery": bench_gallery, "precompute": bench_precompute,
-           "methods": bench_methods}
+           "methods": bench_methods, "models": bench_models}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--clips", type=int, default=220_847, help="store size for `gallery`")
     p.add_argument("--workers", type=int, default=2, help="decoding processes for `precompute`")
+    p.add_argument("--models", nargs="+", default=None, choices=list(MODEL_INPUTS), help="for `models` (default: all)")
     a = p.parse_args(argv)
     from vidviz import runtime
 

@@ -269,7 +269,7 @@ def _quality(a) -> int:
     return 0
 
 
-BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser", "memory", "methods")
+BENCHES = ("model", "explain", "app", "gallery", "precompute", "browser", "memory", "methods", "models")
 SCRIPTS = {"app": "app_bench.py", "browser": "browser_bench.py", "memory": "memory_bench.py"}  # others: bench.py
 
 
@@ -288,6 +288,7 @@ def _bench(a) -> int:
         cmd += ["--clips", str(min(a.clips, 200))]
     else:
         cmd += ["--repeat", str(a.repeat), "--clips", str(a.clips), "--workers", str(a.workers)]
+        cmd += ["--models", *a.models] if a.models else []
     return subprocess.run(cmd).returncode
 
 
@@ -395,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=BENCHES)
     _data_args(b, split=False)
     b.add_argument("--repeat", type=int, default=7)
+    b.add_argument("--models", nargs="+", default=None, help="for `bench models`: which adapters (default: all twelve)")
     b.add_argument("--clips", type=int, default=220_847, help="store size for `bench gallery`")
     b.add_argument("--clip", default=None, help="clip id for `bench app`")
     b.set_defaults(func=_bench)
