@@ -317,9 +317,9 @@ def open_in_viewer(clip_id: str, cls: int | None = None) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _checkpoint_hash(path: str, mtime_ns: int) -> str:
-    from vidviz.data.io import file_hash
+    from vidviz.data.io import checkpoint_hash
 
-    return file_hash(path)
+    return checkpoint_hash(path)
 
 
 def stored_predictions(ds, split_name: str):

@@ -349,14 +349,48 @@ def _bench_model_of(name: str, tmp: Path):
     return load_checkpoint(save_checkpoint(tmp / f"{name}.pt", load_torchvision_weights(tmp / f"{name}.pth", name, spec)))
 
 
+def _bench_one_model(name: str, repeat: int) -> str:
+    """One row of `bench models`."""
+    import tempfile
+
+    from vidviz.explain.cam import autograd_cams, forward_cams, one_pass_applies
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = _bench_model_of(name, Path(tmp)).eval()
+    t, s = MODEL_INPUTS[name]
+    x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        top5 = m(x)[0].topk(5).indices.tolist()
+    mid = m.layer_names[len(m.layer_names) // 2]
+    reps = max(1, repeat // 2) if name.startswith(("mvit", "s3d")) else repeat
+
+    def forward():
+        with torch.no_grad():
+            return m(x)
+
+    fns = {"forward": forward, "one": lambda: autograd_cams(m, x, mid, top5[:1]),
+           "five": lambda: autograd_cams(m, x, mid, top5)}
+    fast = one_pass_applies(m, "gradcam", None)
+    if fast:
+        fns["all"] = lambda: forward_cams(m, x)
+    ms = _time_interleaved(fns, repeat=reps, warmup=1)
+    fwd = ms["forward"]
+    all_s = f"{ms['all']:7.0f} ms {ms['all'] / fwd:4.2f}x" if fast else "backward/class"
+    cap = "-"
+    if hasattr(m, "net") and not name.startswith(("swin", "mvit", "hf:")):  # Captum reads channels-first maps only
+        from captum.attr import LayerGradCam
+
+        lgc = LayerGradCam(m, m.net.get_submodule(mid))
+        cap = f"{_time(lambda: lgc.attribute(x, target=top5[0]), repeat=reps):7.0f} ms"
+    return (f"  {name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s} {ms['one']:7.0f} ms {ms['five']:7.0f} ms "
+            f"{ms['five'] / ms['one']:7.2f}x {cap:>10s}  {mid}")
+
+
 def bench_models(a) -> None:
     """Every adapter on one random clip: forward, Grad-CAM of all classes at the default layer (the one-forward
     path where it applies), one class and the top-5 at an intermediate layer, and Captum's LayerGradCam where it
     reads the layer's layout (channels-first 5D maps)."""
-    import tempfile
     import warnings
-
-    from vidviz.explain.cam import autograd_cams, forward_cams, one_pass_applies
 
     warnings.filterwarnings("ignore")
     names = a.models or list(MODEL_INPUTS)
@@ -364,37 +398,7 @@ def bench_models(a) -> None:
     print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'one class':>10s} {'top-5':>10s} "
           f"{'top5/one':>8s} {'captum':>10s}  intermediate layer")
     for name in names:
-        with tempfile.TemporaryDirectory() as tmp:
-            m = _bench_model_of(name, Path(tmp)).eval()
-        t, s = MODEL_INPUTS[name]
-        x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            top5 = m(x)[0].topk(5).indices.tolist()
-        mid = m.layer_names[len(m.layer_names) // 2]
-        reps = max(1, a.repeat // 2) if name.startswith(("mvit", "s3d")) else a.repeat
-
-        def forward(m=m, x=x):
-            with torch.no_grad():
-                return m(x)
-
-        fns = {"forward": forward, "one": lambda: autograd_cams(m, x, mid, top5[:1]),
-               "five": lambda: autograd_cams(m, x, mid, top5)}
-        fast = one_pass_applies(m, "gradcam", None)
-        if fast:
-            fns["all"] = lambda: forward_cams(m, x)
-        ms = _time_interleaved(fns, repeat=reps, warmup=1)
-        fwd = ms["forward"]
-        all_s = f"{ms['all']:7.0f} ms {ms['all'] / fwd:4.2f}x" if fast else "backward/class"
-        cap = "-"
-        probe = m.run(x, stop=mid)
-        native = m.net.get_submodule(mid) if hasattr(m, "net") else None
-        if native is not None and not name.startswith(("swin", "mvit", "hf:")) and probe.dim() == 5:
-            from captum.attr import LayerGradCam
-
-            lgc = LayerGradCam(m, native)
-            cap = f"{_time(lambda: lgc.attribute(x, target=top5[0]), repeat=reps):7.0f} ms"
-        print(f"  {name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s} {ms['one']:7.0f} ms {ms['five']:7.0f} ms "
-              f"{ms['five'] / ms['one']:7.2f}x {cap:>10s}  {mid}")
+        print(_bench_one_model(name, a.repeat))
     print("targets: all classes <= 1.1x forward where the one-forward path applies; top-5 <= 1.5x one class")
 
 

@@ -16,12 +16,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from support import assert_rel_close, hf_folder, run_cli
+
 from vidviz.errors import CheckpointError, ExplainError
 from vidviz.explain.cam import explain, one_pass_applies
 from vidviz.models import load_checkpoint, save_checkpoint
-from vidviz.models.torchvision_video import TORCHVISION_ARCHS, kinetics_meta, load_torchvision_weights, torchvision_video
+from vidviz.models.torchvision_video import (
+    TORCHVISION_ARCHS,
+    kinetics_meta,
+    load_torchvision_weights,
+)
 
 #: arch -> (frames, size): the smallest input each accepts that keeps a map of more than one cell
 TV_INPUT = {"r3d_18": (8, 64), "mc3_18": (8, 64), "r2plus1d_18": (8, 64), "s3d": (16, 224), "mvit_v1_b": (16, 224),

@@ -188,12 +188,10 @@ def _explain(a) -> int:
 
 
 def _import_weights(a) -> int:
-    from vidviz.models.checkpoint import save_checkpoint
-    from vidviz.models.torchvision_video import load_torchvision_weights
-
     from dataclasses import replace
 
-    from vidviz.models.torchvision_video import kinetics_meta
+    from vidviz.models.checkpoint import save_checkpoint
+    from vidviz.models.torchvision_video import kinetics_meta, load_torchvision_weights
 
     _, spec = kinetics_meta(a.arch)
     given = {"num_frames": a.frames, "size": a.size, "fps": a.fps}

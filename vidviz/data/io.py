@@ -87,3 +87,17 @@ def file_hash(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """What keys stores to a checkpoint: :func:`file_hash` of a checkpoint file; of a Hugging Face model folder, the
+    first 16 hex digits of a SHA-256 over its ``config.json`` and weight files (names and contents)."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_hash(path)
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and (f.name == "config.json" or f.name.startswith(("model", "pytorch_model"))
+                            and f.suffix in (".safetensors", ".bin", ".json")):
+            h.update(f"{f.name}|{file_hash(f)}|".encode())
+    return h.hexdigest()[:16]

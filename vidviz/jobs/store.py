@@ -230,8 +230,8 @@ def precompute(model: VideoClassifier, ds: VideoDataset, split: str, out: str | 
     """
     import torch
 
-    from vidviz.data.loader import iterate_batches
     from vidviz.data.datasets import match_classes
+    from vidviz.data.loader import iterate_batches
     from vidviz.explain.cam import batch_cams
 
     recs = ds.split(split)

@@ -21,10 +21,10 @@ from autograd (batched over classes with one backward).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from vidviz.data.io import checkpoint_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError
 from vidviz.models.adapter import HookedVideoModel, tokens_rule
@@ -85,18 +85,6 @@ def spec_of(cfg, folder: Path) -> InputSpec:
                      std=tuple(float(v) for v in std), default_source_fps=12.0)
 
 
-def folder_hash(folder: Path) -> str:
-    """First 16 hex digits of a SHA-256 over the config and every weight file (names and bytes)."""
-    from vidviz.data.io import file_hash
-
-    h = hashlib.sha256()
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and (f.name == "config.json" or f.suffix in (".safetensors", ".bin", ".json")
-                            and f.name.startswith(("model", "pytorch_model"))):
-            h.update(f"{f.name}|{file_hash(f)}|".encode())
-    return h.hexdigest()[:16]
-
-
 def _has(net, path: str) -> bool:
     try:
         net.get_submodule(path)
@@ -154,7 +142,7 @@ def load_hf_folder(folder: str | Path) -> HookedVideoModel:
     model = HookedVideoModel(net.eval(), classes, spec_of(cfg, folder), f"hf:{model_type}", layers, default,
                              tokens_rule(prefix, grid_of(cfg), order), "BTCHW", logits_of=lambda out: out.logits,
                              head_modules=["classifier"], notes=notes)
-    model.checkpoint_path, model.checkpoint_hash = str(folder), folder_hash(folder)
+    model.checkpoint_path, model.checkpoint_hash = str(folder), checkpoint_hash(folder)
     model.metrics, model.train_fingerprint = {}, ""
     return model.eval()
 
