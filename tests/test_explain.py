@@ -182,13 +182,13 @@ def backend_setup(tiny_ds, tmp_path_factory):
 def test_backend_class_switch_costs_no_forward(backend_setup):
     b, _ = backend_setup
     calls = {"n": 0}
-    orig = b.model.features
+    orig = b.model.features_logits
 
-    def counting(x):
+    def counting(x, layer=None):
         calls["n"] += 1
-        return orig(x)
+        return orig(x, layer)
 
-    b.model.features = counting
+    b.model.features_logits = counting
     stem = b.model.stages["stem"]
     stem_calls = {"n": 0}
     stem_forward = stem.forward
@@ -217,7 +217,7 @@ def test_backend_class_switch_costs_no_forward(backend_setup):
         ref = explain(b.model, b.open(key).x, [top[7]], "gradcam++", "layer3").maps[0]
         assert np.allclose(pp2.map_for(top[7]), ref, rtol=1e-4, atol=1e-7)
     finally:
-        del b.model.features
+        del b.model.features_logits
         del stem.forward
 
 

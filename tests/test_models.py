@@ -184,7 +184,7 @@ def test_torchvision_video_models_load_from_a_weights_file(tmp_path):
     with torch.no_grad():
         assert torch.allclose(m(x), net.eval()(x), atol=1e-5)
     for arch in ("mc3_18", "r2plus1d_18"):
-        assert build_model(arch, ["a", "b"]).features(torch.randn(1, 3, 8, 32, 32)).dim() == 5
+        assert build_model(arch, ["a", "b"]).features_logits(torch.randn(1, 3, 8, 32, 32))[0].dim() == 5
 
 
 def test_flip_partners_swap_left_and_right():
