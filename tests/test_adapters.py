@@ -30,7 +30,7 @@ from vidviz.models.torchvision_video import (
 #: arch -> (frames, size): the smallest input each accepts that keeps a map of more than one cell
 TV_INPUT = {"r3d_18": (8, 64), "mc3_18": (8, 64), "r2plus1d_18": (8, 64), "s3d": (16, 224), "mvit_v1_b": (16, 224),
             "mvit_v2_s": (16, 224), "swin3d_t": (8, 64), "swin3d_s": (8, 64), "swin3d_b": (8, 64)}
-HEAVY = {"s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_s", "swin3d_b"}
+HEAVY = {"r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_s", "swin3d_b"}  # slow: the fast loop has swin3d_t (r3d_18 below)
 
 
 # ------------------------------------------------------------------ the independent reference
@@ -232,6 +232,7 @@ def test_hooked_model_is_thread_safe(tmp_path):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_explain_cli_on_videomae_and_swin(tmp_path, tiny_ds):
     """The issue's "must show": a VideoMAE folder and an imported swin3d_t, explained by the CLI, whose maps and
     input equal the autograd reference on the tensor the model received."""
