@@ -258,3 +258,35 @@ def test_explain_cli_on_videomae_and_swin(tmp_path, tiny_ds):
         assert list(out.glob("*overlay*")), sorted(p.name for p in out.iterdir())
         ref = reference_gradcam(netw, inp, layer, 2, grid, logits_of)
         assert_rel_close(maps, ref, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_bad_models_are_one_line_errors_in_the_cli(tmp_path, tiny_ds):
+    """Weights of another architecture, a folder that is not a video classifier, a folder without its weights and
+    an unknown layer: one line naming the file (or layer) and the problem, exit 2."""
+    from torchvision.models.video import r3d_18
+
+    video = sorted((tiny_ds / "20bn-something-something-v2").iterdir())[0]
+    torch.save(r3d_18(weights=None).state_dict(), tmp_path / "r3d.pth")
+    _, folder = hf_folder(tmp_path, "videomae")
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text((folder / "config.json").read_text())
+    cases = [
+        (["import-weights", "--arch", "swin3d_t", "--weights", str(tmp_path / "r3d.pth"), "--out", str(tmp_path / "x.pt")],
+         "r3d.pth: swin3d_t weights do not match the model"),
+        (["explain", str(video), "--checkpoint", str(bert), "--out", str(tmp_path / "o")], "is not a video classifier"),
+        (["explain", str(video), "--checkpoint", str(empty), "--out", str(tmp_path / "o")], "empty: no weights file"),
+        (["explain", str(video), "--checkpoint", str(folder), "--layer", "videomae.encoder.layer.9", "--out",
+          str(tmp_path / "o")], "unknown layer 'videomae.encoder.layer.9'"),
+    ]
+    for args, want in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and want in lines[0], r.stderr
+        assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "o").exists()  # nothing half-written

@@ -321,3 +321,26 @@ def test_the_player_shows_any_method(backend, method):
     maps = decoded_maps(data)
     for i, c in enumerate(data["available"]):
         assert np.allclose(maps[i], want.map_for(c), rtol=2e-3, atol=1e-6)
+
+
+def test_a_broken_model_folder_is_an_error_and_a_hugging_face_folder_opens(default_backend, tmp_path, monkeypatch):
+    """#13: the picker lists Hugging Face folders; a folder whose weights are missing is one `st.error` and the app
+    keeps working; a VideoMAE opens in the viewer with its own classes and layers."""
+    from support import hf_folder
+
+    cks = tmp_path / "cks"
+    hf_folder(cks, "videomae")
+    broken = cks / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((cks / "videomae" / "config.json").read_text())  # no weights next to it
+    monkeypatch.setenv("VIDVIZ_CHECKPOINTS", str(cks))
+    clip = default_backend.dataset.split("validation")[0].id
+    at = run_page("pages/viewer.py", {"clip": clip, "checkpoint": "broken/"})
+    assert not at.exception
+    assert any("broken: no weights file" in e.value for e in at.error), [e.value for e in at.error]
+    at.sidebar.selectbox(key="vv_checkpoint").select("videomae/").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="layer").value == "videomae.encoder.layer.2"
+    assert at.selectbox(key="layer").options[0] == "videomae.encoder.layer.2"
+    assert any("class names match 0 of the dataset's 12" in c.value for c in at.caption)
+    assert any(m.value.startswith("#### True label:") for m in at.markdown)  # the dataset's label, by name
