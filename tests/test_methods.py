@@ -7,6 +7,7 @@ channel at a time. Then a known-answer test: a model whose evidence lies in a kn
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from support import random_model
@@ -19,10 +20,15 @@ from vidviz.models.resnet3d import PoolLinearHead, VideoClassifier
 GRADIENT = [m for m in CAM_METHODS if METHOD_INFO[m].uses_gradient]
 
 
+def module_of(model, layer):
+    """The module named ``layer``: a stage of a vidviz ResNet, or a module path of a wrapped (torchvision) model."""
+    return model.net.get_submodule(layer) if hasattr(model, "net") else model.get_submodule(f"stages.{layer}")
+
+
 def hooked(model, x, layer):
     """Activations A (C, T', h, w) of ``layer`` (captured by a forward hook) and the logits (K,), with a graph."""
     seen = {}
-    handle = model.get_submodule(f"stages.{layer}").register_forward_hook(lambda m, i, o: seen.setdefault("a", o))
+    handle = module_of(model, layer).register_forward_hook(lambda m, i, o: seen.setdefault("a", o))
     try:
         logits = model(x)[0]  # (K,)
     finally:
@@ -69,7 +75,7 @@ def reference_ablation(model, x, layer, classes):
                 o = o.clone()
                 o[:, k] = 0
                 return o
-            h = model.get_submodule(f"stages.{layer}").register_forward_hook(zero_k)
+            h = module_of(model, layer).register_forward_hook(zero_k)
             with torch.no_grad():
                 y = model(x)[0, c]
             h.remove()
@@ -143,6 +149,50 @@ def test_gradient_methods_equal_their_formula_on_a_torchvision_model(torchvision
     x = clip(2, t=8, s=64)
     _, ours = autograd_cams(torchvision_model, x, "layer3", [1, 4], method)
     close(ours, reference_gradient_maps(torchvision_model, x, "layer3", [1, 4], method))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ablationcam", "scorecam", "eigencam"])
+def test_perturbation_and_eigen_cams_equal_their_references_on_a_torchvision_model(torchvision_model, method):
+    """On a hooked adapter the part after the layer is the whole network with the layer's output replaced."""
+    x = clip(6, t=4, s=32)  # at the stem (64 channels): 64 passes per class for the one-at-a-time references
+    _, ours = autograd_cams(torchvision_model, x, "stem", [1, 4], method)
+    ref = {"ablationcam": lambda: reference_ablation(torchvision_model, x, "stem", [1, 4]),
+           "scorecam": lambda: reference_score(torchvision_model, x, "stem", [1, 4]),
+           "eigencam": lambda: reference_eigen(torchvision_model, x, "stem")[None].expand(2, -1, -1, -1)}[method]()
+    close(ours, ref)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("swin3d_t", marks=pytest.mark.slow), "videomae"])
+def test_every_method_runs_on_other_adapters(kind, tmp_path):
+    """Every method of the viewer on a channels-last (Swin) and a token (VideoMAE) adapter: maps of the layer's
+    grid (or the input's, for Captum's), finite, and for the CAMs not negative."""
+    from support import hf_folder
+
+    from vidviz.explain.cam import explain
+    from vidviz.explain.methods import INPUT_METHODS, METHODS
+
+    if kind == "videomae":
+        model = load_checkpoint(hf_folder(tmp_path, "videomae")[1])
+        x, grid = clip(7, t=8, s=32), (4, 4, 4)
+    else:
+        from dataclasses import replace
+
+        from vidviz.models.torchvision_video import kinetics_meta, torchvision_video
+
+        torch.manual_seed(0)
+        model = torchvision_video("swin3d_t", [f"c{i}" for i in range(6)],
+                                  replace(kinetics_meta("swin3d_t")[1], num_frames=8, size=32)).eval()
+        x, grid = clip(7, t=8, s=32), (4, 1, 1)
+    settings = {"integrated-gradients": {"steps": 4}, "smoothgrad": {"samples": 2},
+                "occlusion": {"window": 4, "patch": 16, "stride": 4}}
+    for method in METHODS:
+        e = explain(model, x, [0, 3], method, None, settings.get(method))
+        want = (8, 8, 8) if method in INPUT_METHODS else grid  # Captum's maps: 4x4-pixel cells per frame
+        assert e.maps.shape == (2, *want), (method, e.maps.shape)
+        assert np.isfinite(e.maps).all(), method
+        if method not in INPUT_METHODS:
+            assert (e.maps >= 0).all(), method
 
 
 def test_eigencam_is_the_first_principal_component_and_the_same_for_every_class(default_model):
