@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from vidviz.errors import ExplainError
-from vidviz.explain.methods import INPUT_METHODS, METHODS, check_settings
+from vidviz.explain.methods import CAM_METHODS, INPUT_METHODS, METHOD_INFO, METHODS, check_settings
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
 
@@ -366,6 +366,29 @@ def _batched_pullback(pullback, onehots: torch.Tensor, chunk: int) -> tuple[torc
         return tuple(torch.stack(gs) for gs in zip(*outs, strict=True))  # (n, 1, ...) each
 
 
+_GRADIENT_MAPS = tuple(m for m in CAM_METHODS if METHOD_INFO[m].uses_gradient)  # the maps from dy/dA
+
+
+def _leaf_cams(model, x: torch.Tensor, layer: str, classes: list[int], method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A gradient method on a hooked adapter: one forward whose layer output is a graph leaf, then one backward
+    batched over the classes (``autograd.grad(is_grads_batched=True)``) through the part after the layer only.
+    Returns (logits (K,), maps (n, T', h, w))."""
+    a, logits = model.grid_leaf(x, layer)  # (1, C, T', h, w), (1, K)
+    n = len(classes)
+    if n == 0:
+        return logits.detach()[0], a.new_zeros((0, *a.shape[2:]))
+    eye = torch.zeros(n, *logits.shape, dtype=logits.dtype, device=logits.device)  # (n, 1, K) one-hot targets
+    eye[torch.arange(n), 0, torch.as_tensor(classes, dtype=torch.long, device=logits.device)] = 1.0
+    try:
+        with warnings.catch_warnings():  # an op without a batching rule runs in a loop: exact, slower
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            (grads,) = torch.autograd.grad(logits, a, eye, is_grads_batched=n > 1) if n > 1 else \
+                (torch.autograd.grad(logits, a, eye[0])[0][None],)  # (n, 1, C, T', h, w)
+    except RuntimeError:  # no batched backward for some op: one backward per class
+        grads = torch.stack([torch.autograd.grad(logits, a, eye[i], retain_graph=i < n - 1)[0] for i in range(n)])
+    return logits.detach()[0], cams_from_gradients(grads[:, 0].detach(), a.detach()[0], method)
+
+
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
                   method: str = "gradcam", activations: torch.Tensor | None = None,
                   chunk: int = 16, full_gradients: bool = False, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,6 +417,8 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
         raise ExplainError(f"{method} attributes the input, not a layer (use vidviz.explain.attribution.attribute)")
     if model.training:
         raise ExplainError("autograd_cams needs the model in eval mode (call model.eval())")
+    if x is not None and hasattr(model, "grid_leaf") and method in _GRADIENT_MAPS:
+        return _leaf_cams(model, x, layer, [int(c) for c in classes], method)
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
     a0 = a0.detach()
     acts = a0[0]  # (C, T', h, w)

@@ -235,6 +235,29 @@ class HookedVideoModel(nn.Module):
         with self._acting(layer, replace):
             return self(x.expand(a.shape[0], *x.shape[1:]))  # (B, K)
 
+    def grid_leaf(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward in which the layer's output is a leaf of the autograd graph: (the grid a (B, C, T', h, w),
+        requires grad; logits (B, K), a function of a). Gradients with respect to a then cost one backward through
+        the part after the layer only (nothing before it is recomputed)."""
+        seen = []
+
+        def swap(out):
+            grid, y = self._grid(layer, out)
+            a = grid.to_grid(y).detach().clone().requires_grad_(True)  # (B, C, T', h, w)
+            seen.append(a)
+            native = grid.to_native(a, y).clone()  # not a itself: the model may add to it in place
+            if isinstance(out, tuple):
+                return (native, *out[1:])
+            if isinstance(out, list):
+                return [native, *out[1:]]
+            return native
+
+        with self._acting(layer, swap), torch.enable_grad():
+            logits = self(x)  # (B, K)
+        if len(seen) != 1:
+            raise ExplainError(f"layer {layer!r} ran {len(seen)} times in one forward; name a layer that runs once")
+        return seen[0], logits
+
     def head_weights(self, layer: str) -> torch.Tensor | None:
         """W (K, C) when the logits are W mean_{t,i,j}(a) + b exactly after ``layer``; else None."""
         return self._head_weights(layer)
