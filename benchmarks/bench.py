@@ -332,6 +332,7 @@ def _bench_model_of(name: str, tmp: Path):
     if name.startswith("hf:"):
         import transformers as tf
 
+        tf.utils.logging.disable_progress_bar()
         kind = name[3:]
         cfg = {"videomae": lambda: tf.VideoMAEConfig(image_size=s, num_frames=t),
                "timesformer": lambda: tf.TimesformerConfig(image_size=s, num_frames=t),

@@ -1,0 +1,127 @@
+"""Where do the default model's Grad-CAM maps go, and why? (the investigation of issue #18)
+
+    python benchmarks/saliency_audit.py [--data DIR] [--checkpoint CKPT] [--split test] [--max-clips N]
+
+Prints, over the split's labelled clips (the true class is the target, Grad-CAM at the last block):
+
+1. **The metric itself**, on maps that are right by construction: a map that is 1 inside the object's box and
+   0 elsewhere (it must point at the object in every frame), and the same map pooled to the model's last-block
+   grid and upsampled back as Grad-CAM is (the ceiling the map's resolution allows).
+2. **Where each frame's Grad-CAM peak lies**: in the object's box, the hand's, on the arm (skin-coloured pixels
+   outside the hand's box), a distractor's box, the grid's border cells, or elsewhere (background), per class.
+3. **What the baselines find**, per class: pointing at the object for Grad-CAM, centre and motion.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from vidviz import config
+from vidviz.backend import Backend
+from vidviz.explain import metrics as q
+from vidviz.explain.cam import upsample
+from vidviz.jobs.quality import _boxes
+
+
+def _role_boxes(per_frame, role, clip):
+    return [[clip.to_display(b.xyxy) for b in fb if b.role == role] for fb in per_frame]
+
+
+def _skin(frame: np.ndarray, y: int, x: int, r: int = 2) -> bool:
+    """Whether most pixels around (y, x) have one of the generator's skin colours (the arm outside the hand box)."""
+    from vidviz.data.synth import SKIN
+
+    patch = frame[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1].reshape(-1, 3).astype(np.int32)
+    near = np.zeros(len(patch), bool)
+    for c in SKIN:
+        near |= np.abs(patch - np.array(c)).max(1) <= 40
+    return near.mean() > 0.5
+
+
+def _inside(box, y, x) -> bool:
+    return box is not None and box[0] <= x < box[2] and box[1] <= y < box[3]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(config.DEFAULT_DATA))
+    p.add_argument("--checkpoint", default=str(config.DEFAULT_CHECKPOINT))
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-clips", type=int, default=None)
+    a = p.parse_args(argv)
+    b = Backend(a.checkpoint, a.data)
+    recs = [r for r in b.dataset.split(a.split) if r.label is not None][:a.max_clips]
+    where = defaultdict(lambda: defaultdict(int))  # class -> place -> frames
+    point = defaultdict(lambda: defaultdict(list))  # class -> map -> per-clip pointing at the object
+    oracle, oracle_grid = [], []
+    for rec in recs:
+        key = rec.id
+        opened = b.open(key)
+        true = b.true_class(key)
+        frames = opened.clip.frames
+        t, s0 = frames.shape[0], frames.shape[1]
+        boxes, _ = b.ground_truth(key)
+        if not boxes:
+            continue
+        obj = _boxes(boxes, "object", opened.clip)
+        hand = _boxes(boxes, "hand", opened.clip)
+        dist = _role_boxes(boxes, "distractor", opened.clip)
+        raw = b.explain(key, [true]).map_for(true)  # (T', h, w)
+        gh = raw.shape[1]
+        sal = upsample(raw, (t, s0, s0))  # (T, S0, S0)
+        # 1. the metric on right-by-construction maps
+        ideal = np.stack([q._box_mask((s0, s0), bx) if bx is not None else np.zeros((s0, s0), bool) for bx in obj])
+        ideal = ideal.astype(np.float32)  # (T, S0, S0)
+        oracle.append(q.pointing_game(ideal, obj)[1])
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(ideal)[:, None], gh)[:, 0].numpy()
+        oracle_grid.append(q.pointing_game(upsample(pooled, (t, s0, s0)), obj)[1])
+        # 2. where the peak lies
+        for f in range(t):
+            y, x = np.unravel_index(int(np.argmax(sal[f])), sal[f].shape)
+            cell = s0 / gh
+            gy, gx = int(y // cell), int(x // cell)
+            if _inside(obj[f], y, x):
+                place = "object"
+            elif _inside(hand[f], y, x):
+                place = "hand"
+            elif any(_inside(d, y, x) for d in dist[f]):
+                place = "distractor"
+            elif _skin(frames[f], y, x):
+                place = "arm"
+            elif gy in (0, gh - 1) or gx in (0, gh - 1):
+                place = "border cell"
+            else:
+                place = "background"
+            where[rec.label][place] += 1
+        # 3. the baselines, per class
+        point[rec.label]["gradcam"].append(q.pointing_game(sal, obj)[1])
+        point[rec.label]["centre"].append(q.pointing_game(q.centre_prior((t, s0, s0)), obj)[1])
+        point[rec.label]["motion"].append(q.pointing_game(q.motion_map(frames), obj)[1])
+    print(f"{len(oracle)} clips of {a.split}, checkpoint {a.checkpoint}")
+    print(f"1. pointing at the object of a map that is its box: {np.nanmean(oracle):.3f}; "
+          f"the same pooled to the {gh}x{gh} grid and upsampled: {np.nanmean(oracle_grid):.3f}")
+    places = ["object", "hand", "arm", "distractor", "border cell", "background"]
+    print("2. where each frame's Grad-CAM peak lies (share of frames)")
+    print(f"   {'class':52s} " + " ".join(f"{pl:>11s}" for pl in places))
+    tot = defaultdict(int)
+    for c in sorted(where):
+        n = sum(where[c].values())
+        for pl in places:
+            tot[pl] += where[c][pl]
+        print(f"   {b.dataset.classes[c][:52]:52s} " + " ".join(f"{where[c][pl] / n:11.2f}" for pl in places))
+    n = sum(tot.values())
+    print(f"   {'all':52s} " + " ".join(f"{tot[pl] / n:11.2f}" for pl in places))
+    print("3. pointing at the object, per class")
+    print(f"   {'class':52s} {'gradcam':>8s} {'centre':>8s} {'motion':>8s}")
+    for c in sorted(point):
+        print(f"   {b.dataset.classes[c][:52]:52s} " + " ".join(f"{np.nanmean(point[c][m]):8.2f}"
+                                                           for m in ("gradcam", "centre", "motion")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
