@@ -10,6 +10,11 @@ Prints, over the split's labelled clips (the true class is the target, Grad-CAM 
 2. **Where each frame's Grad-CAM peak lies**: in the object's box, the hand's, on the arm (skin-coloured pixels
    outside the hand's box), a distractor's box, the grid's border cells, or elsewhere (background), per class.
 3. **What the baselines find**, per class: pointing at the object for Grad-CAM, centre and motion.
+4. **Where a last-block cell looks**: the centre of mass of |d cell / d input| (its effective receptive field)
+   against the cell's centre as the upsampled map places it, for the trained model and the same architecture at
+   initialisation (an offset there comes from the architecture: the strides' sampling positions).
+5. **Other layers and methods**: pointing at the object and at the hand for Grad-CAM at layer2 ... layer4,
+   LayerCAM and Eigen-CAM.
 """
 
 from __future__ import annotations
@@ -120,7 +125,45 @@ def main(argv=None) -> int:
     for c in sorted(point):
         print(f"   {b.dataset.classes[c][:52]:52s} " + " ".join(f"{np.nanmean(point[c][m]):8.2f}"
                                                            for m in ("gradcam", "centre", "motion")))
+    print("4. where a last-block cell looks (frame 8, 4 random clips): ERF centre vs the cell's centre, input px")
+    for name, m in (("trained", b.model), ("at initialisation", _init_like(b.model))):
+        print(f"   {name:18s} " + "; ".join(f"cell {c}: ({cy:.1f}, {cx:.1f}) vs ({ey:.1f}, {ex:.1f})"
+                                          for c, (cy, cx), (ey, ex) in _erf_centres(m)))
+    print("5. pointing at the object / at the hand, other layers and methods")
+    for method, layer in (("gradcam", "layer4"), ("gradcam", "layer3"), ("gradcam", "layer2"), ("layercam", "layer4"),
+                          ("eigencam", "layer4")):
+        po, ph = [], []
+        for rec in recs:
+            opened, true = b.open(rec.id), b.true_class(rec.id)
+            boxes, _ = b.ground_truth(rec.id)
+            t, s0 = opened.clip.frames.shape[:2]
+            up = upsample(b.explain(rec.id, [true], method, layer).map_for(true), (t, s0, s0))
+            po.append(q.pointing_game(up, _boxes(boxes, "object", opened.clip))[1])
+            ph.append(q.pointing_game(up, _boxes(boxes, "hand", opened.clip))[1])
+        print(f"   {method:9s} at {layer}: object {np.nanmean(po):.3f}, hand {np.nanmean(ph):.3f}")
     return 0
+
+
+def _init_like(model):
+    from vidviz.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(model.arch, model.classes, model.spec, model.arch_kwargs).eval()
+
+
+def _erf_centres(model, cells=((1, 1), (3, 3), (5, 5), (1, 5))):
+    s = model.spec.size
+    x = torch.randn(4, 3, model.spec.num_frames, s, s, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    a = model.run(x, stop=model.last_layer)  # (4, C, T', h, w)
+    cell = s / a.shape[-1]
+    yy, xx = torch.meshgrid(torch.arange(float(s)), torch.arange(float(s)), indexing="ij")
+    out = []
+    for i, j in cells:
+        (g,) = torch.autograd.grad(a[:, :, a.shape[2] // 2, i, j].sum(), x, retain_graph=True)
+        w = g.abs().sum((0, 1, 2))  # (S, S)
+        out.append(((i, j), (float((w * yy).sum() / w.sum()), float((w * xx).sum() / w.sum())),
+                    (cell * i + (cell - 1) / 2, cell * j + (cell - 1) / 2)))
+    return out
 
 
 if __name__ == "__main__":

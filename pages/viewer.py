@@ -186,9 +186,10 @@ with ui.plain_errors():
     with st.spinner(f"Computing {info.name} at {layer} ({info.cost})...", show_time=True):
         if st.session_state.get("vw_view_id") != view_id:
             first = top[0][0]
-            bar = st.empty()  # a progress bar for the methods that count their passes (Ablation-CAM, Score-CAM)
+            bar = st.empty()  # a progress bar for the methods that count their passes (perturbation, Captum's)
+            unit = "clip evaluations" if info.input_level else "channels"
             expl = b.explain(key, [first], method, layer, settings or None, progress=lambda d, n: bar.progress(
-                d / n, text=f"{info.name}: {d} of {n} channels"))
+                d / n, text=f"{info.name}: {d} of {n} {unit}"))
             bar.empty()
             curve = importance_curve(expl.map_for(first), T)
             st.session_state.vw_steps = expl.maps.shape[1]  # the layer's time steps (T')

@@ -97,3 +97,19 @@ def test_the_command_line_takes_settings_and_refuses_a_layer_for_an_input_method
     assert "occlusion attributes the input, not a layer" in capsys.readouterr().err
     assert main([*args, "--method", "gradcam", "--steps", "4"]) == 2
     assert "gradcam has no setting 'steps'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method,settings", [("integrated-gradients", {"steps": 4}), ("smoothgrad", {"samples": 3}),
+                                             ("input-x-gradient", None),
+                                             ("occlusion", {"window": 4, "patch": 8, "stride": 4})])
+def test_captum_methods_report_their_progress_to_the_end(method, settings):
+    """The viewer's progress bar for Captum's methods: clips through the model, counted up to the exact total."""
+    model = random_model(0).eval()
+    x = torch.randn(1, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    seen = []
+    _, maps = attribute(model, x, [0, 2], method, settings, progress=lambda d, n: seen.append((d, n)))
+    assert seen and seen[-1][0] == seen[-1][1], seen  # it ends at its total
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # and only goes forward
+    total = {"integrated-gradients": 8, "smoothgrad": 6, "input-x-gradient": 2, "occlusion": 2 * (1 + 2 * 2 * 2)}
+    assert seen[-1][1] == total[method]
+    assert maps.shape == (2, 8, 4, 4)

@@ -311,7 +311,8 @@ class Backend:
         if missing:  # one batched backward for the missing classes and the top-5 not yet cached
             batch = list(dict.fromkeys(missing + [c for c, _ in opened.top[:5] if c not in cached]))
             if method in INPUT_METHODS:
-                _, maps = attribute(self.model, opened.x.to(self.device), batch, method, settings)
+                _, maps = attribute(self.model, opened.x.to(self.device), batch, method, settings,
+                                    progress=progress)  # progress(clips evaluated, total)
             else:
                 acts = self._activations(key, layer)
                 x = opened.x.to(self.device)  # (1, 3, T, S, S): Score-CAM masks it; a hooked adapter reruns it

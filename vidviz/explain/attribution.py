@@ -33,9 +33,24 @@ def _reduce(r: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.avg_pool3d(s[:, None], (1, CELL, CELL), ceil_mode=True)[:, 0]
 
 
+def evaluations(method: str, cfg: dict, shape: tuple[int, ...], n: int) -> int:
+    """How many clips Captum runs through the model for ``n`` classes of a clip of ``shape`` (1, 3, T, H, W)."""
+    if method == "integrated-gradients":
+        return n * int(cfg["steps"])
+    if method == "smoothgrad":
+        return n * int(cfg["samples"])
+    if method == "occlusion":
+        _, _, t, h, w = shape
+        win, patch, stride = int(cfg["window"]), int(cfg["patch"]), int(cfg["stride"])
+        return n * (1 + ((t - win) // stride + 1) * ((h - patch) // patch + 1) * ((w - patch) // patch + 1))
+    return n
+
+
 def attribute(model: torch.nn.Module, x: torch.Tensor, classes: list[int], method: str,
-              settings: dict | None = None, signed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (K,) and maps (n, T, H/CELL, W/CELL) of ``classes`` for x (1, 3, T, H, W) by a Captum method."""
+              settings: dict | None = None, signed: bool = False, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (K,) and maps (n, T, H/CELL, W/CELL) of ``classes`` for x (1, 3, T, H, W) by a Captum method.
+
+    ``progress(done, total)`` hears, after each batch Captum runs, how many clips went through the model."""
     from captum import attr
 
     if method not in INPUT_METHODS:
@@ -48,6 +63,14 @@ def attribute(model: torch.nn.Module, x: torch.Tensor, classes: list[int], metho
         return logits, x.new_zeros((0, x.shape[2], -(-x.shape[3] // CELL), -(-x.shape[4] // CELL)))
     xs = x.expand(n, *x.shape[1:]).contiguous()  # (n, 3, T, H, W): one row per class, one batch
     target = [int(c) for c in classes]
+    if progress is not None:  # Captum calls the model; a counting wrapper tells how far it is
+        total, done, net = evaluations(method, cfg, tuple(x.shape), n), [0], model
+
+        def model(inp: torch.Tensor) -> torch.Tensor:
+            out = net(inp)  # (b, K)
+            done[0] += inp.shape[0]
+            progress(min(done[0], total), total)
+            return out
     if method == "integrated-gradients":
         r = attr.IntegratedGradients(model).attribute(xs, baselines=torch.zeros_like(xs), target=target,
                                                       n_steps=int(cfg["steps"]), internal_batch_size=max(n, 8))
