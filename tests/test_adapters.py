@@ -290,3 +290,39 @@ def test_bad_models_are_one_line_errors_in_the_cli(tmp_path, tiny_ds):
         assert len(lines) == 1 and want in lines[0], r.stderr
         assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_precompute_and_evaluate_take_a_hugging_face_model_whose_names_differ(tmp_path, tiny_ds):
+    """The store and the evaluation of a model without the one-forward path, whose class names match only some of
+    the dataset's (by name, brackets and case ignored): its maps equal explain()'s, its labels are its own classes."""
+    import transformers
+
+    from vidviz.data.datasets import open_dataset
+    from vidviz.jobs.store import open_store, precompute
+    from vidviz.models.train import evaluate
+
+    ds = open_dataset(tiny_ds)
+    names = [c.replace("[", "").replace("]", "").lower() for c in ds.classes[:4]] + ["juggling", "knitting"]
+    _, folder = hf_folder(tmp_path, "videomae")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["id2label"] = {str(i): n for i, n in enumerate(names)}
+    cfg["label2id"] = {n: i for i, n in enumerate(names)}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    model = load_checkpoint(folder)
+    assert isinstance(model.net, transformers.VideoMAEForVideoClassification)
+    recs = [r for r in ds.split("train") if r.label is not None]
+    r = evaluate(model, ds, "train", workers=0, progress=False)
+    matched = [x for x in recs if x.label < 4]
+    assert r["clips"] == len(matched) and r["unmatched"] == len(recs) - len(matched)
+    assert set(r["per_class"]) <= set(names)
+    st = open_store(precompute(model, ds, "train", tmp_path / "store", k=2, workers=0))
+    assert len(st.table) == len(ds.split("train"))
+    row = 0
+    rec = ds.get(str(st.table["id"].iat[row]))
+    assert st.table["label"].iat[row] == (rec.label if rec.label < 4 else -1)  # the model's index, by name
+    from vidviz.data.video import load_clip, to_tensor
+
+    x = to_tensor(load_clip(rec.path, model.spec).frames, model.spec)[None]
+    cls = int(st.map_classes[int(st.table["map_row"].iat[row])][0])
+    ref = explain(model, x, [cls], "gradcam").maps[0]
+    np.testing.assert_allclose(st.map_of(row, cls), ref, rtol=1e-2, atol=1e-4 * float(np.abs(ref).max()))  # float16
