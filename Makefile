@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE = 1
 RUFF    := $(VENV)/bin/ruff check --no-cache vidviz pages tests benchmarks app.py ui.py serve.py
 
-.PHONY: run test test-fast install install-dev data chromium lint clean bench-deps
+.PHONY: run test test-fast install install-dev data chromium lint clean bench-deps store
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,12 @@ test: $(VENV)/.installed-dev chromium data
 
 test-fast: $(VENV)/.installed-dev data
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+# The default store of the test split: predictions and maps (the gallery), then the saliency-quality scores of
+# Grad-CAM and Grad-CAM++ next to the baselines on every clip, the randomisation check on 20 (the quality page).
+store: data
+	$(VENV)/bin/vidviz precompute --split test
+	$(VENV)/bin/vidviz quality --split test --methods gradcam gradcam++
 
 # The peers `vidviz bench methods` compares with (not needed to run or test vidviz): pytorch-grad-cam without
 # its dependency on the non-headless OpenCV, which would shadow opencv-python-headless.

@@ -7,8 +7,8 @@ Prints, over the split's labelled clips (the true class is the target, Grad-CAM 
 1. **The metric itself**, on maps that are right by construction: a map that is 1 inside the object's box and
    0 elsewhere (it must point at the object in every frame), and the same map pooled to the model's last-block
    grid and upsampled back as Grad-CAM is (the ceiling the map's resolution allows).
-2. **Where each frame's Grad-CAM peak lies**: in the object's box, the hand's, on the arm (skin-coloured pixels
-   outside the hand's box), a distractor's box, the grid's border cells, or elsewhere (background), per class.
+2. **Where each frame's Grad-CAM peak lies**: in the object's box, the hand's, a distractor's, on the grid's
+   border cells, or elsewhere (background, the arm included: it has no box), per class.
 3. **What the baselines find**, per class: pointing at the object for Grad-CAM, centre and motion.
 4. **Where a last-block cell looks**: the centre of mass of |d cell / d input| (its effective receptive field)
    against the cell's centre as the upsampled map places it, for the trained model and the same architecture at
@@ -34,17 +34,6 @@ from vidviz.jobs.quality import _boxes
 
 def _role_boxes(per_frame, role, clip):
     return [[clip.to_display(b.xyxy) for b in fb if b.role == role] for fb in per_frame]
-
-
-def _skin(frame: np.ndarray, y: int, x: int, r: int = 2) -> bool:
-    """Whether most pixels around (y, x) have one of the generator's skin colours (the arm outside the hand box)."""
-    from vidviz.data.synth import SKIN
-
-    patch = frame[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1].reshape(-1, 3).astype(np.int32)
-    near = np.zeros(len(patch), bool)
-    for c in SKIN:
-        near |= np.abs(patch - np.array(c)).max(1) <= 40
-    return near.mean() > 0.5
 
 
 def _inside(box, y, x) -> bool:
@@ -95,8 +84,6 @@ def main(argv=None) -> int:
                 place = "hand"
             elif any(_inside(d, y, x) for d in dist[f]):
                 place = "distractor"
-            elif _skin(frames[f], y, x):
-                place = "arm"
             elif gy in (0, gh - 1) or gx in (0, gh - 1):
                 place = "border cell"
             else:
@@ -109,7 +96,7 @@ def main(argv=None) -> int:
     print(f"{len(oracle)} clips of {a.split}, checkpoint {a.checkpoint}")
     print(f"1. pointing at the object of a map that is its box: {np.nanmean(oracle):.3f}; "
           f"the same pooled to the {gh}x{gh} grid and upsampled: {np.nanmean(oracle_grid):.3f}")
-    places = ["object", "hand", "arm", "distractor", "border cell", "background"]
+    places = ["object", "hand", "distractor", "border cell", "background"]
     print("2. where each frame's Grad-CAM peak lies (share of frames)")
     print(f"   {'class':52s} " + " ".join(f"{pl:>11s}" for pl in places))
     tot = defaultdict(int)

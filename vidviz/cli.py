@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++"], choices=[*METHODS, "all"],
                    help="methods to score next to the random, centre and motion baselines ('all': every method)")
     q.add_argument("--max-clips", type=_positive, default=None, help="score only the first N labelled clips")
-    q.add_argument("--sanity-clips", type=int, default=3, help="clips for the randomisation check")
+    q.add_argument("--sanity-clips", type=int, default=20, help="clips for the randomisation check (default 20)")
     q.add_argument("--out", default=None, help="folder for the CSVs (default: the split's store folder)")
     q.set_defaults(func=_quality)
 

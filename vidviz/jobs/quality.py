@@ -171,7 +171,7 @@ def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
 
 
 def run_quality(backend, split: str, out_dir: str | Path, methods: list[str], max_clips: int | None = None,
-                sanity_clips: int = 3, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                sanity_clips: int = 20, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score ``split`` (resumable); returns (summary, per-clip rows) and writes both as CSV in ``out_dir``."""
     out_dir = prepare_quality_dir(backend, split, out_dir)
     parts = out_dir / "quality_clips.jsonl"
