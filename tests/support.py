@@ -126,11 +126,14 @@ def hf_folder(tmp_path: Path, kind: str, preprocessor: dict | None = None):
         "videomae": lambda: tf.VideoMAEConfig(image_size=32, patch_size=8, num_frames=8, tubelet_size=2, **small),
         "timesformer": lambda: tf.TimesformerConfig(image_size=32, patch_size=8, num_frames=4, **small),
         "vivit": lambda: tf.VivitConfig(image_size=32, tubelet_size=[2, 8, 8], num_frames=8, **small),
+        "vjepa2": lambda: tf.VJEPA2Config(crop_size=32, patch_size=8, frames_per_clip=8, tubelet_size=2, hidden_size=32,
+                                          num_hidden_layers=3, num_attention_heads=2, pred_hidden_size=32,
+                                          pred_num_hidden_layers=1, pred_num_attention_heads=2, num_pooler_layers=1),
     }[kind]()
     cfg.id2label = {i: f"{kind} action {i}" for i in range(6)}
     cfg.label2id = {v: k for k, v in cfg.id2label.items()}
     torch.manual_seed(0)
-    net = getattr(tf, {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit"}[kind]
+    net = getattr(tf, {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit", "vjepa2": "VJEPA2"}[kind]
                   + "ForVideoClassification")(cfg).eval()
     folder = tmp_path / kind
     net.save_pretrained(folder)

@@ -163,15 +163,16 @@ def test_wrong_architecture_weights_name_file_and_keys(tmp_path):
 
 # ------------------------------------------------------------------ Hugging Face
 HF_GRID = {"videomae": _tokens(0, (4, 4, 4)), "timesformer": _tokens(1, (4, 4, 4), time_last=True),
-           "vivit": _tokens(1, (4, 4, 4))}
+           "vivit": _tokens(1, (4, 4, 4)), "vjepa2": _tokens(0, (4, 4, 4))}
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit"])
+@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
 def test_hugging_face_maps_equal_autograd_reference(kind, tmp_path):
     net, folder = hf_folder(tmp_path, kind, {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]})
     model = load_checkpoint(folder)
     assert model.classes == [f"{kind} action {i}" for i in range(6)]  # from id2label
-    assert (model.spec.num_frames, model.spec.size) == (net.config.num_frames, 32)
+    frames = net.config.frames_per_clip if kind == "vjepa2" else net.config.num_frames
+    assert (model.spec.num_frames, model.spec.size) == (frames, 32)
     assert model.spec.mean == (0.5, 0.5, 0.5) and model.spec.std == (0.25, 0.25, 0.25)  # preprocessor_config
     t = model.spec.num_frames
     x = torch.randn(1, 3, t, 32, 32, generator=torch.Generator().manual_seed(4))
