@@ -327,3 +327,20 @@ def test_precompute_and_evaluate_take_a_hugging_face_model_whose_names_differ(tm
     cls = int(st.map_classes[int(st.table["map_row"].iat[row])][0])
     ref = explain(model, x, [cls], "gradcam").maps[0]
     np.testing.assert_allclose(st.map_of(row, cls), ref, rtol=1e-2, atol=1e-4 * float(np.abs(ref).max()))  # float16
+
+
+def test_randomisation_check_cascades_through_a_hooked_model(tmp_path):
+    """The sanity check on an adapter other than vidviz's: classifier, layers from the last back, then the rest;
+    Grad-CAM's map changes once the model is random, the input itself (an explainer that ignores it) does not."""
+    from vidviz.explain import metrics as q
+
+    model = load_checkpoint(hf_folder(tmp_path, "videomae")[1])
+    x = torch.randn(1, 3, 8, 32, 32, generator=torch.Generator().manual_seed(5))
+    cam = q.randomisation_check(model, x, 1, lambda m, xx, c: explain(m, xx, [c], "gradcam").maps[0])
+    names = [n for n, _ in cam]
+    assert names == ["classifier", *reversed(model.layer_names), "all"]
+    assert cam[-1][1] < 0.5
+    same = q.randomisation_check(model, x, 1, lambda m, xx, c: xx[0].abs().sum(0).numpy())
+    assert same[-1][1] == pytest.approx(1.0)
+    assert list(model.state_dict()) == list(load_checkpoint(tmp_path / "videomae").state_dict())  # a copy was randomised
+    torch.testing.assert_close(model(x), load_checkpoint(tmp_path / "videomae")(x))

@@ -138,8 +138,7 @@ def randomisation_check(model: VideoClassifier, x: torch.Tensor, target: int, ex
     m = copy.deepcopy(model).eval()
     torch.manual_seed(seed)
     out = []
-    for name in ["head", *reversed(m.layer_names)]:
-        mod = m.head if name == "head" else m.stages[name]
+    for name, mod in m.cascade():  # the classifier, then the layers from the last back (the model's adapter says)
         for sub in mod.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()

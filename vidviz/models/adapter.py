@@ -263,9 +263,10 @@ class HookedVideoModel(nn.Module):
         return self._head_weights(layer)
 
     def cascade(self) -> list[tuple[str, nn.Module]]:
-        """The classifier's modules, then the listed layers from the last back."""
+        """The classifier's modules, the listed layers from the last back, then everything (what no listed layer
+        holds: embeddings, patch merging...), so that the last step has every parameter randomised."""
         mods = [(n, self.net.get_submodule(n)) for n in self._head_modules]
-        return mods + [(n, self.net.get_submodule(n)) for n in reversed(self._layers)]
+        return mods + [(n, self.net.get_submodule(n)) for n in reversed(self._layers)] + [("all", self.net)]
 
 
 def tokens_rule(prefix: int, thw: tuple[int, int, int], order: str = "thw") -> GridRule:
