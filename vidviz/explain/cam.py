@@ -372,6 +372,8 @@ _GRADIENT_MAPS = tuple(m for m in CAM_METHODS if METHOD_INFO[m].uses_gradient)  
 def _leaf_cams(model, x: torch.Tensor, layer: str, classes: list[int], method: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A gradient method on a hooked adapter: one forward whose layer output is a graph leaf, then one backward
     batched over the classes (``autograd.grad(is_grads_batched=True)``) through the part after the layer only.
+    Used for one class, and for several where the part after the layer is not a plain sequence of modules (where
+    it is, ``torch.func.vjp`` over that part folds the classes into batched convolutions, which is faster).
     Returns (logits (K,), maps (n, T', h, w))."""
     a, logits = model.grid_leaf(x, layer)  # (1, C, T', h, w), (1, K)
     n = len(classes)
@@ -417,7 +419,8 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
         raise ExplainError(f"{method} attributes the input, not a layer (use vidviz.explain.attribution.attribute)")
     if model.training:
         raise ExplainError("autograd_cams needs the model in eval mode (call model.eval())")
-    if x is not None and hasattr(model, "grid_leaf") and method in _GRADIENT_MAPS:
+    tail = getattr(model, "has_tail", lambda layer: True)(layer)  # the part after the layer runs from it alone
+    if x is not None and hasattr(model, "grid_leaf") and method in _GRADIENT_MAPS and not (tail and len(classes) > 1):
         return _leaf_cams(model, x, layer, [int(c) for c in classes], method)
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
     a0 = a0.detach()

@@ -106,7 +106,8 @@ class HookedVideoModel(nn.Module):
                  default_layer: str, grid_rule: GridRule, layout: str = "BCTHW",
                  head_weights: Callable[[str], torch.Tensor | None] | None = None,
                  logits_of: Callable[[object], torch.Tensor] | None = None, arch_kwargs: dict | None = None,
-                 head_modules: Sequence[str] = (), notes: str = ""):
+                 head_modules: Sequence[str] = (), notes: str = "",
+                 tails: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None):
         super().__init__()
         self.net = net
         self.classes = list(classes)
@@ -121,6 +122,7 @@ class HookedVideoModel(nn.Module):
         self._logits_of = logits_of or (lambda out: out)
         self._head_modules = list(head_modules)
         self.notes = notes  # what a researcher should know about this adapter's layers (shown in the app)
+        self._tails = dict(tails or {})  # layer -> the network after it, where the model is that plain a sequence
 
     # ------------------------------------------------------------ what the pickers show
     @property
@@ -215,11 +217,18 @@ class HookedVideoModel(nn.Module):
             raise ExplainError(f"layer {stop!r} does not run in this model's forward")
         return seen[0]
 
+    def has_tail(self, layer: str) -> bool:
+        """Whether the network after ``layer`` is a plain sequence of modules that runs from its output alone."""
+        return layer in self._tails
+
     def rest(self, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K) when ``layer``'s output is replaced by the grid a (B, C, T', h, w).
 
-        The layers before it run on x (the clip, expanded to a's batch); their output does not depend on a.
+        Where the network after the layer is a plain sequence (:meth:`has_tail`), only that runs; otherwise the
+        layers before it run on x (the clip, expanded to a's batch), whose output does not depend on a.
         """
+        if layer in self._tails:
+            return self._tails[layer](a)  # (B, K): the grid of a channels-first layer is its output
         if x is None:
             raise ExplainError(f"{self.arch}: the part after a layer needs the clip itself (pass x)")
 

@@ -67,6 +67,17 @@ def _mvit_rule(name: str, y: torch.Tensor, out) -> Grid:
     return Grid("tokens", 1, thw, "thw")
 
 
+def _resnet_tail(net, after: list[str]):
+    """The part of a torchvision VideoResNet after a top-level stage: the stages ``after`` it, then its head."""
+
+    def tail(a: torch.Tensor) -> torch.Tensor:
+        for name in after:
+            a = getattr(net, name)(a)  # (B, C, T', h, w)
+        return net.fc(net.avgpool(a).flatten(1))  # (B, K)
+
+    return tail
+
+
 def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: InputSpec | None = None) -> HookedVideoModel:
     """torchvision's ``arch`` (random weights) behind the adapter interface."""
     if arch not in TORCHVISION_ARCHS:
@@ -76,9 +87,12 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
     net = getattr(_tvv(), arch)(weights=None, num_classes=len(classes))
     spec = spec or k_spec
     notes = ""
+    tails = {}
     if arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
         layers, default, rule, head = ["stem", "layer1", "layer2", "layer3", "layer4"], "layer4", cnn_rule(), ["fc"]
         fast = {"layer4": lambda: net.fc.weight}
+        # torchvision's VideoResNet.forward runs these in order, then avgpool, flatten and fc
+        tails = {name: _resnet_tail(net, layers[i + 1:]) for i, name in enumerate(layers)}
     elif arch == "s3d":
         layers = [f"features.{i}" for i in range(len(net.features))]
         default, rule, head, fast = layers[-1], cnn_rule(), ["classifier"], {}
@@ -94,7 +108,7 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
         fast = {"norm": lambda: net.head.weight}
     return HookedVideoModel(net, classes, spec, arch, layers, default, rule, "BCTHW",
                             head_weights=lambda layer: fast[layer]() if layer in fast else None,
-                            head_modules=head, notes=notes)
+                            head_modules=head, notes=notes, tails=tails)
 
 
 def torchvision_key(key: str) -> str:
