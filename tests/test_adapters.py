@@ -127,6 +127,7 @@ def test_torchvision_maps_equal_autograd_reference(arch, tmp_path):
                                                         or arch.startswith("swin"))
 
 
+@pytest.mark.slow
 def test_every_class_from_one_forward_equals_autograd(tmp_path):
     """swin3d_t: the all-classes fast path at ``norm`` (channels-last maps) equals the batched backward."""
     _, model = saved_torchvision("swin3d_t", tmp_path)
@@ -139,6 +140,7 @@ def test_every_class_from_one_forward_equals_autograd(tmp_path):
     assert_rel_close(fast.maps[list(range(0, 400, 37))], slow, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_any_module_path_is_a_layer(tmp_path):
     """A layer the picker does not list, named by its module path (a residual block inside layer3)."""
     net, model = saved_torchvision("r3d_18", tmp_path)
