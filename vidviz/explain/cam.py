@@ -211,8 +211,9 @@ def eigencam(acts: torch.Tensor) -> torch.Tensor:
 
 
 def _rest(model: VideoClassifier, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (B, K) from activations (B, C, T', h, w) of ``layer``: the network after it (a vidviz ResNet), or
-    the whole network on the clip x with the layer's output replaced (any other adapter)."""
+    """Logits (B, K) from activations (B, C, T', h, w) of ``layer``: the network after it (a vidviz ResNet, or a
+    model whose part after the layer is a plain sequence), or else the whole network on the clip x with the
+    layer's output replaced."""
     return model.rest(a, layer, x)
 
 
@@ -221,8 +222,8 @@ def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: l
                 chunk: int = 16, progress=None, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Ablation-CAM at ``layer``: logits (K,) and maps (n, T', h, w) from activations a0 (1, C, T', h, w).
 
-    Each channel is zeroed in turn, ``chunk`` channels a batch; on a vidviz ResNet only the network after the
-    layer runs, on another adapter the whole network on the clip x (1, 3, T, H, W) with the layer replaced.
+    Each channel is zeroed in turn, ``chunk`` channels a batch; only the network after the layer runs where it
+    runs from the layer's output alone (:func:`_rest`), else the whole network on the clip x (1, 3, T, H, W).
     """
     acts = a0[0]  # (C, T', h, w)
     c = acts.shape[0]
