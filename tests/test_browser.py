@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -22,13 +23,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 PLAYER = '[data-testid="vv-player"]'
 
 
-@pytest.fixture(scope="module")
-def server(default_ds, default_checkpoint, artifacts):
+@contextmanager
+def streamlit_server(log_path, env: dict | None = None):
+    """`streamlit run serve.py` on a free localhost port (extra environment ``env``): its URL once healthy."""
     port = free_port()
-    log = open(artifacts / "streamlit.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -38,11 +40,19 @@ def server(default_ds, default_checkpoint, artifacts):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail(f"streamlit did not start; see {artifacts / 'streamlit.log'}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+        pytest.fail(f"streamlit did not start; see {log_path}")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(default_ds, default_checkpoint, artifacts):
+    with streamlit_server(artifacts / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -567,26 +577,8 @@ def byom_server(default_ds, default_checkpoint, artifacts, tmp_path_factory):
     spec = replace(kinetics_meta("swin3d_t")[1], num_frames=8, size=64)
     save_checkpoint(folder / "swin3d_t.pt", load_torchvision_weights(folder / "swin.pth", "swin3d_t", spec))
     (folder / "swin.pth").unlink()
-    port = free_port()
-    log = open(artifacts / "streamlit-byom.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "VIDVIZ_CHECKPOINTS": str(folder)})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start; see {artifacts / 'streamlit-byom.log'}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with streamlit_server(artifacts / "streamlit-byom.log", {"VIDVIZ_CHECKPOINTS": str(folder)}) as url:
+        yield url
 
 
 @pytest.mark.browser

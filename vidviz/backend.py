@@ -41,6 +41,7 @@ from vidviz.explain.cam import (
     one_pass_applies,
     ranked,
     upsample,
+    uses_activations,
 )
 from vidviz.explain.methods import INPUT_METHODS, check_settings
 from vidviz.explain.temporal import TemporalReport, perturbation_tests
@@ -314,9 +315,10 @@ class Backend:
                 _, maps = attribute(self.model, opened.x.to(self.device), batch, method, settings,
                                     progress=progress)  # progress(clips evaluated, total)
             else:
-                acts = self._activations(key, layer)
                 x = opened.x.to(self.device)  # (1, 3, T, S, S): Score-CAM masks it; a hooked adapter reruns it
-                _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts.to(self.device),
+                acts = self._activations(key, layer).to(self.device) \
+                    if uses_activations(self.model, layer, method, len(batch)) else None  # (1, C, T', h, w)
+                _, maps = autograd_cams(self.model, x, layer, batch, method, activations=acts,
                                         progress=progress)  # progress(done, total): the perturbation methods
             cached = {**cached, **{c: m for c, m in zip(batch, maps.float().cpu().numpy(), strict=True)}}
             self._explained.put(ck, cached, sum(m.nbytes for m in cached.values()) + 1024)

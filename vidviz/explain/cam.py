@@ -392,6 +392,14 @@ def _leaf_cams(model, x: torch.Tensor, layer: str, classes: list[int], method: s
     return logits.detach()[0], cams_from_gradients(grads[:, 0].detach(), a.detach()[0], method)
 
 
+def uses_activations(model: VideoClassifier, layer: str, method: str, n: int) -> bool:
+    """Whether :func:`autograd_cams` starts from the layer's activations (worth caching), or, on a hooked adapter's
+    gradient method, from one forward of the clip whose layer output is a graph leaf (:func:`_leaf_cams`): for one
+    class, and for several where the part after the layer does not run from its output alone."""
+    tail = getattr(model, "has_tail", lambda layer: True)(layer)  # the part after the layer runs from it alone
+    return not (hasattr(model, "grid_leaf") and method in _GRADIENT_MAPS and not (tail and n > 1))
+
+
 def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, classes: list[int],
                   method: str = "gradcam", activations: torch.Tensor | None = None,
                   chunk: int = 16, full_gradients: bool = False, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -420,8 +428,7 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
         raise ExplainError(f"{method} attributes the input, not a layer (use vidviz.explain.attribution.attribute)")
     if model.training:
         raise ExplainError("autograd_cams needs the model in eval mode (call model.eval())")
-    tail = getattr(model, "has_tail", lambda layer: True)(layer)  # the part after the layer runs from it alone
-    if x is not None and hasattr(model, "grid_leaf") and method in _GRADIENT_MAPS and not (tail and len(classes) > 1):
+    if x is not None and not uses_activations(model, layer, method, len(classes)):
         return _leaf_cams(model, x, layer, [int(c) for c in classes], method)
     a0 = activations if activations is not None else layer_activations(model, x, layer)  # (1, C, T', h, w)
     a0 = a0.detach()
