@@ -55,13 +55,14 @@ def checkpoints() -> dict[str, Path]:
 
 
 def ensure_default_dataset() -> None:
-    """Generate the embedded default dataset on first run, with a progress bar."""
-    if (config.DEFAULT_DATA / "labels.json").is_file():
-        return
+    """Generate the embedded default dataset on first run (or when an older generator made it), with a progress bar."""
     from vidviz.data import synth
 
-    st.info("First run: generating the embedded default dataset "
-            f"({config.DEFAULT_CLIPS} clips, seed {config.DEFAULT_SEED}). This happens once.")
+    if synth.is_current(config.DEFAULT_DATA):
+        return
+    st.info("Generating the embedded default dataset "
+            f"({config.DEFAULT_CLIPS} clips, seed {config.DEFAULT_SEED}, generator version {synth.GENERATOR_VERSION}). "
+            "This happens once.")
     bar = st.progress(0.0, text="Generating clips...")
 
     def progress(done, total):

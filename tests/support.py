@@ -140,3 +140,12 @@ def hf_folder(tmp_path: Path, kind: str, preprocessor: dict | None = None):
     if preprocessor:
         (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
     return net, folder
+
+
+def one_line_error(capsys) -> str:
+    """The error line the command printed (progress bars may stand before it on stderr)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("vidviz: error: ") == 1, err
+    line = "vidviz: error: " + err.split("vidviz: error: ", 1)[1]
+    assert "\n" not in line.strip(), line
+    return line.strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import moving_square_frames, random_model
+from support import moving_square_frames, one_line_error, random_model
 
 from vidviz.backend import Backend
 from vidviz.cli import main, resolve_class
@@ -98,15 +98,6 @@ def test_import_weights_of_another_architecture_names_the_file(tmp_path, capsys)
 
 
 # ---------------------------------------------------------------- bad input: exit 2, one line, nothing written
-
-def one_line_error(capsys) -> str:
-    """The error line the command printed (progress bars may stand before it on stderr)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("vidviz: error: ") == 1, err
-    line = "vidviz: error: " + err.split("vidviz: error: ", 1)[1]
-    assert "\n" not in line.strip(), line
-    return line.strip()
-
 
 @pytest.mark.parametrize("argv", [
     ["train", "--out", "x.pt", "--epochs", "0"],

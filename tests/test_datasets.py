@@ -251,3 +251,17 @@ def test_an_image_renamed_as_a_video_is_refused(tmp_path):
     img.write_bytes(buf.tobytes())
     r = run_cli("explain", str(img), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and f"{img}: an image file, not a video" in r.stderr
+
+
+def test_a_dataset_of_an_older_generator_is_not_current(tiny_ds, tmp_path):
+    import shutil
+
+    assert synth.is_current(tiny_ds)
+    old = tmp_path / "old"
+    shutil.copytree(tiny_ds, old, ignore=shutil.ignore_patterns("*.webm"))
+    meta = json.loads((old / "synth.json").read_text())
+    (old / "synth.json").write_text(json.dumps({**meta, "version": synth.GENERATOR_VERSION - 1}))
+    assert not synth.is_current(old)
+    (old / "synth.json").write_text("{not json")
+    assert not synth.is_current(old)
+    assert not synth.is_current(tmp_path / "missing")

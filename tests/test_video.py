@@ -81,6 +81,17 @@ def test_load_clip_crops_square_and_normalises(video_file):
     assert float(x.max()) == pytest.approx((1 - 0.5) / 0.25, abs=0.05)
 
 
+def test_a_video_with_fewer_frames_than_the_model_reads_is_refused_and_a_short_one_is_padded(tmp_path):
+    spec = InputSpec(num_frames=16, fps=4.0, size=32)  # a window of 46 frames at 12 fps
+    short = write_video(tmp_path / "short.avi", moving_square_frames(10), 12.0)
+    with pytest.raises(VideoError) as e:
+        load_clip(short, spec)
+    assert str(e.value) == f"{short}: too short for the model: 10 frames, and the model reads 16"
+    enough = write_video(tmp_path / "enough.avi", moving_square_frames(16), 12.0)
+    clip = load_clip(enough, spec)  # 16 frames, fewer than the window: sampled from frame 0, the last repeated
+    assert clip.indices.tolist()[:6] == [0, 3, 6, 9, 12, 15] and clip.padded == 10
+
+
 def test_grayscale_and_odd_sized(tmp_path):
     p = write_video(tmp_path / "g.avi", moving_square_frames(10, h=63, w=81, gray=True), 12.0)
     clip = load_clip(p, InputSpec(num_frames=4, size=16))

@@ -84,7 +84,7 @@ def _train(a) -> int:
 
     ds = _open_dataset(a)
     cfg = TrainConfig(arch=a.arch, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, workers=a.workers,
-                      seed=a.seed, init_2d=a.init_2d, device=a.device, max_steps=a.max_steps)
+                      seed=a.seed, init_2d=a.init_2d, device=a.device, max_steps=a.max_steps, guide=a.guide)
     s = train(ds, a.out, cfg, resume=a.resume)
     if dist_info()[0] == 0:
         print(f"best validation top-1 {s['best_val_top1']:.3f} after {s['epochs']} epochs "
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init-2d", default=None, help="torchvision ResNet-50 weights to inflate (i3d_resnet50)")
     t.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    t.add_argument("--guide", type=float, default=0.0,
+                   help="weight of the evidence-guidance loss: the share of the true class's evidence at the last "
+                        "block outside the object/hand boxes of the action (needs boxes; 0 = off)")
     t.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     t.set_defaults(func=_train)
 

@@ -7,8 +7,9 @@ stop the run: its error comes back beside the batch, so callers report it and go
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -29,18 +30,30 @@ class ClipTensors(Dataset):
     def __getitem__(self, i: int):
         try:
             clip = load_clip(self.records[i].path, self.spec)
+            geometry = Geometry(clip.indices, clip.crop, clip.scale, clip.frames.shape[1])
             if self.uint8_size:
-                return i, torch.from_numpy(resize_frames(clip.frames, self.uint8_size).copy()), ""  # (T, S, S, 3)
-            return i, to_tensor(clip.frames, self.spec), ""  # (3, T, S, S)
+                return i, torch.from_numpy(resize_frames(clip.frames, self.uint8_size).copy()), "", geometry  # (T, S, S, 3)
+            return i, to_tensor(clip.frames, self.spec), "", geometry  # (3, T, S, S)
         except VidvizError as e:
-            return i, None, str(e)
+            return i, None, str(e), None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a decoded clip's frames came from: what maps a source-pixel box onto them."""
+
+    indices: np.ndarray  # int (T,): the source frame of each sampled frame
+    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop, in decoded pixels
+    scale: float  # decoded pixels per source pixel
+    side: int  # the square crop's side before any resize (S0)
 
 
 def _collate(batch):
     idx = [b[0] for b in batch if b[1] is not None]
     xs = [b[1] for b in batch if b[1] is not None]
     errors = [(b[0], b[2]) for b in batch if b[1] is None]
-    return idx, (torch.stack(xs) if xs else None), errors
+    geometry = [b[3] for b in batch if b[1] is not None]
+    return idx, (torch.stack(xs) if xs else None), errors, geometry
 
 
 def _worker_init(_):
@@ -52,6 +65,7 @@ class Batch:
     indices: list[int]  # positions in the record list
     x: torch.Tensor | None  # (B, 3, T, S, S) float, or (B, T, S, S, 3) uint8
     errors: list[tuple[int, str]]  # (position, message) of clips that failed
+    geometry: list[Geometry] = field(default_factory=list)  # per decoded clip, in the order of ``indices``
 
 
 def iterate_batches(records: Sequence[ClipRecord], spec: InputSpec, batch_size: int = 8, workers: int = 2,
@@ -62,5 +76,5 @@ def iterate_batches(records: Sequence[ClipRecord], spec: InputSpec, batch_size: 
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
                         collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
-    for idx, x, errors in loader:
-        yield Batch(idx, x, errors)
+    for idx, x, errors, geometry in loader:
+        yield Batch(idx, x, errors, geometry)

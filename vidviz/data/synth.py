@@ -16,6 +16,13 @@ Written to ``DIR`` exactly as Something-Something v2 ships::
 
 Every clip is a pure function of ``(seed, index, difficulty)``, so a dataset is
 reproducible bit for bit whatever the number of worker processes.
+
+What the evidence is, and what it is not (generator version 2, after issue #18's investigation):
+the object rests anywhere across the view and at varying heights, not at its centre; the camera
+shakes in every class; distractors drift, so that motion alone does not find the object; the arm
+enters from a side drawn independently of the class (in version 1 a pushing arm's side gave the
+direction away in a single frame); a camera that approaches or moves away zooms towards the
+object, not onto it.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ TEMPLATES: tuple[str, ...] = (
     "Turning the camera right while filming [something]",
     "Holding [something]",
 )
+#: Bumped whenever the same (seed, index, difficulty) renders a different clip: a dataset of an older version is
+#: regenerated (``make data``, the app, the tests' default dataset), since the shipped checkpoint was trained on this one.
+GENERATOR_VERSION = 2
 VIDEO_DIR = "20bn-something-something-v2"
 BOX_FILE = "annotations/bounding_box_smthsmth.json"
 WINDOW_FILE = "annotations/action_windows.json"
@@ -190,10 +200,12 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
     cover = _shape_sprite(rng, "box", COLOURS[cover_name.split()[0]], int(size * 1.4))
     placeholders = (f"{colour_name} {shape}", cover_name) if "Covering" in template else (f"{colour_name} {shape}",)
 
-    ground = WORLD_H * 0.62
-    ox = WORLD_W / 2 + rng.uniform(-25, 25)
-    oy = ground - obj.alpha.shape[0] / 2 + rng.uniform(0, 10)
+    ground = WORLD_H * rng.uniform(0.55, 0.7)  # where things rest: anywhere in the lower half of the view
     amp = rng.uniform(45, 65) / (0.6 + 0.4 * d)  # motion size: smaller is harder
+    # anywhere across the view, not at its centre (a pushed object's whole path stays in view)
+    reach = 45.0 - (amp / 2 if label in (0, 1) else 0.0)
+    ox = WORLD_W / 2 + rng.uniform(-reach, reach)
+    oy = ground - obj.alpha.shape[0] / 2 + rng.uniform(0, 10)
     if hard:  # overrides only: the random stream stays that of the ordinary clip
         dur = max(4, int(n * 0.15))
         a0, a1 = (0, dur - 1) if index % 2 == 0 else (n - dur, n - 1)
@@ -205,10 +217,12 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
         dshape = SHAPES[int(rng.integers(len(SHAPES)))]
         sp = _shape_sprite(rng, dshape, COLOURS[cname], int(rng.integers(14, 26)))
         side = -1 if k % 2 == 0 else 1
-        dx = ox + side * rng.uniform(60, 110)
-        distractors.append((f"{cname} {dshape}", sp, dx, ground - sp.alpha.shape[0] / 2 + rng.uniform(0, 12)))
+        dx = ox + side * rng.uniform(50, 110)
+        vel = rng.uniform(-1.6, 1.6, 2) * (1.0, 0.4) * d  # distractors drift: motion alone does not find the object
+        distractors.append((f"{cname} {dshape}", sp, dx, ground - sp.alpha.shape[0] / 2 + rng.uniform(0, 12), vel))
     arm_from_top = True
-    jitter = np.round(rng.normal(0, 0.7 * d, (n, 2)))  # whole pixels: cheap to encode
+    arm_side = 1 if rng.random() < 0.5 else -1  # the arm's side never depends on the class
+    jitter = np.round(rng.normal(0, 1.2 * d, (n, 2)))  # camera shake in every class; whole pixels: cheap to encode
     noise_sigma = 2.5 * d
     blur = rng.random() < 0.3 * d
     bright = rng.uniform(0.85, 1.15)
@@ -259,20 +273,20 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
         elif label in (7, 8):  # approaching / moving away with the camera
             q = s if label == 7 else 1 - s
             zoom = 1.0 + (0.35 + 0.3 * amp / 50) * q
-            cam_x, cam_y = ox, oy
+            cam_x, cam_y = (WORLD_W / 2 + ox) / 2, (WORLD_H / 2 + oy) / 2  # towards the object, not centred on it
         elif label in (9, 10):  # turning the camera left / right
             sgn = -1 if label == 9 else 1
             cam_x = WORLD_W / 2 - sgn * amp * 0.8 + sgn * amp * 1.6 * s
         elif label == 11:  # holding: object in hand, small wobble
             wob = 3 * math.sin(2 * math.pi * f / 14.0)
-            o = (ox + wob, oy - lift * 0.6)
+            o = (ox + wob, oy - lift * 0.35)
             h_pos = (o[0], o[1] - obj_h / 2 - hand_h / 2 + 3)
 
         world = bg.copy()
         mask_w = np.zeros(world.shape[:2], np.uint8) if with_masks else None
         world_boxes = []
-        for name, sp, dx, dy in distractors:
-            world_boxes.append(("distractor", name, _paste(world, sp, dx, dy)))
+        for name, sp, dx, dy, vel in distractors:
+            world_boxes.append(("distractor", name, _paste(world, sp, dx + vel[0] * f, dy + vel[1] * f)))
         obj_box = _paste(world, obj, o[0], o[1], mask_w)
         world_boxes.append(("object", placeholders[0], obj_box))
         if c_pos is not None:
@@ -286,7 +300,7 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
             else:
                 world_boxes.append(("cover", cover_name, cbox))
         if h_pos is not None:
-            anchor = (h_pos[0] + 25, -40) if arm_from_top else (h_pos[0] - (60 if label == 0 else -60), WORLD_H + 40)
+            anchor = (h_pos[0] + arm_side * 25, -40) if arm_from_top else (h_pos[0] + arm_side * 60, WORLD_H + 40)
             thick = max(6, hand.alpha.shape[1] // 2)
             arm_mask = np.zeros(world.shape[:2], np.uint8)
             cv2.line(arm_mask, (int(h_pos[0]), int(h_pos[1])), (int(anchor[0]), int(anchor[1])), 255, thick)
@@ -353,6 +367,17 @@ def _make_one(args: tuple) -> tuple:
     return clip_id, _something_else(clip_id, clip.boxes), clip.window, clip.placeholders
 
 
+def is_current(root: str | Path) -> bool:
+    """Whether ``root`` holds a whole generated dataset of this generator version."""
+    import json
+
+    try:
+        meta = json.loads((Path(root) / "synth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (Path(root) / "labels.json").is_file() and isinstance(meta, dict) and meta.get("version") == GENERATOR_VERSION
+
+
 def plan(num_clips: int, seed: int) -> list[tuple[str, int, str]]:
     """(id, label, split) of every clip: balanced classes, 8:1:1 splits per class."""
     rng = np.random.default_rng([seed, 104729])
@@ -411,7 +436,7 @@ def generate(out: str | Path, num_clips: int, seed: int = 0, difficulty: float =
     atomic_write_json(out / BOX_FILE, {cid: results[cid][1] for cid, _, _ in items})
     atomic_write_json(out / WINDOW_FILE, {cid: list(results[cid][2]) for cid, _, _ in items})
     elapsed = time.perf_counter() - t0
-    summary = {"generator": "vidviz.synth", "version": 1, "clips": num_clips, "seed": seed,
+    summary = {"generator": "vidviz.synth", "version": GENERATOR_VERSION, "clips": num_clips, "seed": seed,
                "difficulty": difficulty, "hard_fraction": hard, "classes": len(TEMPLATES), "fps": FPS,
                "height": HEIGHT, "width": WIDTH, "hard_clips": [j[1] for j in jobs if j[-1]]}
     atomic_write_json(out / "synth.json", summary)

@@ -331,8 +331,16 @@ def centre_square(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]
 
 
 def load_clip(path: str | Path, spec: InputSpec) -> Clip:
-    """Decode and sample one clip the way the model wants it (frames not yet resized)."""
+    """Decode and sample one clip the way the model wants it (frames not yet resized).
+
+    A video with fewer frames than the model reads is refused (a :class:`VideoError` naming it); one that has
+    enough frames but is shorter than the model's window at its rate is sampled from frame 0 and its last frame
+    repeated (:attr:`Clip.padded` says how often), as the seed's recipe does.
+    """
     info = probe(path, spec.default_source_fps)
+    if info.num_frames < spec.num_frames:  # fewer frames than the model reads: it would see repeats, not the video
+        raise VideoError(f"too short for the model: {info.num_frames} frame{'s' if info.num_frames != 1 else ''}, "
+                         f"and the model reads {spec.num_frames}", path)
     indices = sample_indices(info.num_frames, info.fps, spec.num_frames, spec.fps)  # (T,)
     frames = read_frames(path, indices, MAX_DECODE_SIDE)  # (T, H, W, 3), shorter side <= MAX_DECODE_SIDE
     square, crop = centre_square(frames)  # (T, S0, S0, 3)

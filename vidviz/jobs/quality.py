@@ -38,9 +38,11 @@ METRIC_INFO = {
     "energy_hand": ("Energy in hand box", "Share of the map's positive mass inside the hand's box, per frame."),
     "temporal_share": ("Temporal share in action", "Share of the per-frame importance that falls inside the action window."),
     "temporal_peak": ("Temporal peak in action", "Share of clips whose most important frame lies inside the action window."),
-    "deletion": ("Deletion AUC", "Mean class probability while the most salient voxels are blurred away first."),
+    "deletion": ("Deletion AUC", "Mean class probability while the most salient voxels are replaced by the dataset's "
+                                 "mean colour first."),
     "insertion": ("Insertion AUC", "Mean class probability while the most salient voxels are restored first."),
-    "deletion_frames": ("Frame deletion AUC", "Mean class probability while whole frames are blurred, most important first."),
+    "deletion_frames": ("Frame deletion AUC", "Mean class probability while whole frames are replaced by the mean "
+                                              "colour, most important first."),
     "randomisation_rho": ("Randomisation rho", "Rank correlation of the map with the map of a fully randomised model "
                                                 "(an explanation that ignores the model stays near 1)."),
     "seconds": ("Seconds per clip", "Time to compute one clip's map of the true class on this machine, the method's "

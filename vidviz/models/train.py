@@ -45,6 +45,7 @@ class TrainConfig:
     init_2d: str | None = None  # torchvision ResNet-50 weights to inflate (i3d_resnet50 only)
     device: str = "auto"  # "auto", "cpu" or "cuda"
     max_steps: int | None = None  # stop early (tests)
+    guide: float = 0.0  # weight of the evidence-guidance loss (vidviz.models.guide); 0 = plain cross-entropy
 
 
 def flip_partners(classes: list[str]) -> np.ndarray:
@@ -62,17 +63,25 @@ def flip_partners(classes: list[str]) -> np.ndarray:
     return out
 
 
-def augment(frames: torch.Tensor, labels: torch.Tensor, spec, partners: torch.Tensor, gen: torch.Generator) -> tuple:
-    """uint8 (B, T, S0, S0, 3) -> normalised float (B, 3, T, S, S), with flips that swap left/right labels."""
+def augment(frames: torch.Tensor, labels: torch.Tensor, spec, partners: torch.Tensor, gen: torch.Generator,
+            masks: torch.Tensor | None = None, grid: tuple[int, int] | None = None) -> tuple:
+    """uint8 (B, T, S0, S0, 3) -> normalised float (B, 3, T, S, S), with flips that swap left/right labels.
+
+    ``masks`` uint8 (B, T, S0, S0), when given, get the same crop and flip and come back as a third output,
+    the share of each cell of ``grid`` (h, w) they cover: float (B, T, h, w).
+    """
     b, t, s0 = frames.shape[0], frames.shape[1], frames.shape[2]
     x = frames.permute(0, 4, 1, 2, 3).float().div_(255.0)  # (B, 3, T, S0, S0)
     out = torch.empty(b, 3, t, spec.size, spec.size)
+    cells = torch.zeros(b, t, *grid) if masks is not None else None  # (B, T, h, w)
     labels = labels.clone()
     for i in range(b):
         side = int(s0 * (0.75 + 0.25 * torch.rand(1, generator=gen).item()))
         y0 = int(torch.randint(0, s0 - side + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, s0 - side + 1, (1,), generator=gen))
         crop = x[i, :, :, y0:y0 + side, x0:x0 + side]  # (3, T, side, side)
+        if masks is not None:
+            cells[i] = F.adaptive_avg_pool2d(masks[i, :, y0:y0 + side, x0:x0 + side].float(), grid)  # (T, h, w)
         crop = F.interpolate(crop, size=(spec.size, spec.size), mode="bilinear", align_corners=False)  # (3, T, S, S)
         bright = 0.8 + 0.4 * torch.rand(1, generator=gen).item()
         contrast = 0.8 + 0.4 * torch.rand(1, generator=gen).item()
@@ -82,24 +91,37 @@ def augment(frames: torch.Tensor, labels: torch.Tensor, spec, partners: torch.Te
         if p >= 0 and torch.rand(1, generator=gen).item() < 0.5:
             crop = crop.flip(-1)
             labels[i] = p
+            if masks is not None:
+                cells[i] = cells[i].flip(-1)
         out[i] = crop.clamp_(0, 1)
+    if masks is not None:
+        return standardise(out, spec), labels, cells  # (B, 3, T, S, S), (B,), (B, T, h, w)
     return standardise(out, spec), labels  # (B, 3, T, S, S)
 
 
-def decode_split(records, spec, size: int, workers: int, desc: str, disable: bool = False):
-    """All clips of ``records`` as uint8 (N, T, size, size, 3), their labels, and the failures."""
-    frames, labels, failures = [], [], []
+def decode_split(records, spec, size: int, workers: int, desc: str, disable: bool = False, ds=None):
+    """All clips of ``records`` as uint8 (N, T, size, size, 3), their labels, the failures, and, given the
+    dataset ``ds``, each clip's evidence mask and action frames (:mod:`vidviz.models.guide`): uint8
+    (N, T, size, size) and bool (N, T) (else None)."""
+    from vidviz.models.guide import action_frames, evidence_mask
+
+    frames, labels, failures, masks, action = [], [], [], [], []
     bar = tqdm(total=len(records), desc=desc, unit="clip", disable=disable)
     for batch in iterate_batches(records, spec, batch_size=8, workers=workers, uint8_size=size):
         for j, i in enumerate(batch.indices):
             frames.append(batch.x[j])
             labels.append(records[i].label)
+            if ds is not None:
+                cid = records[i].id
+                masks.append(torch.from_numpy(evidence_mask(ds.boxes.get(cid), batch.geometry[j], size)))
+                action.append(torch.from_numpy(action_frames(ds.windows.get(cid), batch.geometry[j])))
         failures += [(records[i].id, msg) for i, msg in batch.errors]
         bar.update(len(batch.indices) + len(batch.errors))
     bar.close()
     if not frames:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), failures
-    return torch.stack(frames), torch.tensor(labels, dtype=torch.long), failures
+        return torch.empty(0), torch.empty(0, dtype=torch.long), failures, None
+    guide = (torch.stack(masks), torch.stack(action)) if ds is not None else None
+    return torch.stack(frames), torch.tensor(labels, dtype=torch.long), failures, guide
 
 
 @torch.no_grad()
@@ -109,6 +131,32 @@ def predict_logits(model: VideoClassifier, x: torch.Tensor, device: torch.device
     for i in range(0, len(x), batch):
         outs.append(model(x[i:i + batch].to(device)).float().cpu())  # (b, K)
     return torch.cat(outs) if outs else torch.empty(0, model.num_classes)
+
+
+@torch.no_grad()
+def _evidence_inside(model: VideoClassifier, x: torch.Tensor, y: torch.Tensor, cells: torch.Tensor,
+                     action: torch.Tensor, device: torch.device, batch: int = 16) -> tuple[float, float]:
+    """(mean share of the true class's positive evidence at the last block inside the boxes of the action's
+    frames, share of the boxed frames whose peak cell is in a box) over the clips that have a box: x (N, 3, T, S, S),
+    y (N,), cells (N, T, h, w) (the boxes on every frame), action (N, T) bool."""
+    from vidviz.models.guide import class_evidence, frame_pointing, inside_share
+
+    shares, hits, framed = [], [], []
+    for i in range(0, len(x), batch):
+        keep = cells[i:i + batch].flatten(1).amax(1) > 0  # (b,)
+        if not bool(keep.any()):
+            continue
+        m = cells[i:i + batch][keep].to(device)  # (b', T, h, w)
+        m_a = m * action[i:i + batch][keep].to(device)[:, :, None, None]  # (b', T, h, w)
+        a = model.features(x[i:i + batch][keep].to(device))  # (b', C, T, h, w)
+        cam = class_evidence(a, model.head.fc.weight[y[i:i + batch][keep].to(device)])  # (b', T, h, w)
+        shares.append(inside_share(cam, m_a).cpu())
+        hit, has = frame_pointing(cam, m)  # (b', T)
+        hits.append(hit[has].cpu())
+        framed.append(has.sum().cpu())
+    if not shares:
+        return float("nan"), float("nan")
+    return float(torch.cat(shares).mean()), float(torch.cat(hits).float().mean())
 
 
 def _normalise(frames: torch.Tensor, spec) -> torch.Tensor:
@@ -146,8 +194,16 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
     spec = model.spec
     decode_size = int(round(spec.size * 8 / 7))
     t0 = time.perf_counter()
-    xtr, ytr, bad_tr = decode_split(train_recs, spec, decode_size, cfg.workers, "decode train", not main)
-    xva, yva, bad_va = decode_split(val_recs, spec, spec.size, cfg.workers, "decode validation", not main)
+    guided = cfg.guide > 0
+    if cfg.guide < 0:
+        raise UsageError(f"--guide must be 0 or more (got {cfg.guide})")
+    if guided and not ds.boxes:
+        raise DatasetError("--guide needs per-frame boxes (annotations/bounding_box_smthsmth.json, the "
+                           "Something-Else format), and this dataset has none", ds.root)
+    xtr, ytr, bad_tr, mtr = decode_split(train_recs, spec, decode_size, cfg.workers, "decode train", not main,
+                                         ds if guided else None)
+    xva, yva, bad_va, mva = decode_split(val_recs, spec, spec.size, cfg.workers, "decode validation", not main,
+                                         ds if guided else None)
     for cid, msg in bad_tr + bad_va:
         if main:
             log(f"skipped clip {cid}: {msg}")
@@ -186,6 +242,14 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         if main:
             log(f"resuming after epoch {start_epoch} (best validation top-1 {best:.3f})")
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * start_epoch + rank)
+    last = {}  # the last block's output of the current step (guided training reads it)
+    if guided:
+        model.stages[model.last_layer].register_forward_hook(lambda _m, _i, out: last.__setitem__("a", out))
+        model.eval()  # no batch-norm statistics from the probe
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, spec.num_frames, spec.size, spec.size, device=device)  # (1, 3, T, S, S)
+            grid = tuple(model.features(probe).shape[-2:])
+        mva_cells = F.adaptive_avg_pool2d(mva[0].float(), grid) if mva is not None else None  # (N, T, h, w)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         perm = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg.seed + epoch))
@@ -195,11 +259,19 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
                    disable=not main)
         for i in bar:
             idx = perm[i:i + cfg.batch_size]
-            x, y = augment(xtr[idx], ytr[idx], spec, partners, gen)  # (B, 3, T, S, S), (B,)
+            if guided:
+                x, y, cells = augment(xtr[idx], ytr[idx], spec, partners, gen, mtr[0][idx], grid)  # ..., (B, T, h, w)
+            else:
+                x, y = augment(xtr[idx], ytr[idx], spec, partners, gen)  # (B, 3, T, S, S), (B,)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             x = x.to(device, memory_format=torch.channels_last_3d)
-            loss = F.cross_entropy(net(x), y.to(device), label_smoothing=0.05)
+            y = y.to(device)
+            loss = F.cross_entropy(net(x), y, label_smoothing=0.05)
+            if guided:
+                from vidviz.models.guide import guide_loss
+                loss = loss + cfg.guide * guide_loss(last["a"], model.head.fc.weight[y], cells.to(device),
+                                                     mtr[1][idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -211,11 +283,17 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
         model.eval()
         acc = float((predict_logits(model, xva, device).argmax(1) == yva).float().mean()) if len(xva) else 0.0
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "val_top1": acc})
+        inside = ""
+        if guided and mva_cells is not None:
+            share, point = _evidence_inside(model, xva, yva, mva_cells, mva[1].float(), device)
+            history[-1].update(val_evidence_in_boxes=share, val_peak_in_boxes=point)
+            inside = f"; true-class evidence in the boxes {share:.3f}, peak cell in a box {point:.3f}"
         if main:
-            log(f"epoch {epoch + 1}: train loss {history[-1]['loss']:.3f}, validation top-1 {acc:.3f}")
+            log(f"epoch {epoch + 1}: train loss {history[-1]['loss']:.3f}, validation top-1 {acc:.3f}{inside}")
             if acc > best:
                 best = acc
-                save_checkpoint(out, model.cpu(), ds.fingerprint(), {"val_top1": acc, "epoch": epoch + 1})
+                save_checkpoint(out, model.cpu(), ds.fingerprint(), {"val_top1": acc, "epoch": epoch + 1},
+                                {"training": {"guide": cfg.guide, "epochs": cfg.epochs, "lr": cfg.lr}})
                 model.to(device, memory_format=torch.channels_last_3d)
             import io
             buf = io.BytesIO()
