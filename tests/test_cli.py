@@ -237,7 +237,7 @@ def test_the_upload_folder_goes_when_the_process_ends(ckpt, tmp_path):
     import sys
     from pathlib import Path
 
-    p = write_video(tmp_path / "v.avi", moving_square_frames(12, h=64, w=64), 12.0)
+    p = write_video(tmp_path / "v.avi", moving_square_frames(20, h=64, w=64), 12.0)
     code = ("import sys; from vidviz.backend import Backend, upload_root; "
             f"b = Backend({str(ckpt)!r}, None); b.register_upload('v.avi', open({str(p)!r}, 'rb').read()); "
             "print(upload_root()); sys.stdout.flush()")

@@ -32,6 +32,18 @@ def test_uniform_map_scores_the_box_area_share():
     assert q.pointing_game(off, [box])[1] == 0.0
 
 
+def test_several_boxes_count_as_their_union():
+    maps = np.ones((2, 20, 20), np.float32)
+    obj, hand = (0, 0, 10, 5), (0, 10, 20, 15)  # 50 and 100 of 400 pixels
+    maps[0, 12, 15] = 3.0  # the peak of frame 0 in the hand's box
+    maps[1, 18, 18] = 3.0  # the peak of frame 1 in neither
+    hits, rate = q.pointing_game(maps, [[obj, hand], [obj, hand]])
+    assert hits.tolist() == [1.0, 0.0] and q.pointing_game(maps, [obj, obj])[1] == 0.0
+    uniform = np.ones((1, 20, 20), np.float32)
+    assert q.energy_in_box(uniform, [[obj, hand]])[1] == pytest.approx(150 / 400)
+    assert q.energy_in_box(uniform, [[obj, obj]])[1] == pytest.approx(50 / 400)  # overlapping boxes count once
+
+
 def test_temporal_localisation():
     curve = np.array([0.0, 0.1, 0.5, 0.3, 0.1, 0.0])
     share, peak = q.temporal_localisation(curve, (2, 3))

@@ -179,7 +179,7 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
                 hard: bool = False) -> RenderedClip:
     """Render clip ``index`` of class ``label``; a pure function of its arguments.
 
-    A ``hard`` clip has a short, small action at one end of the video, mostly outside the
+    A ``hard`` clip is a longer video (6 to 8 s) with a short, small action at one end, outside the
     window a model samples (like real clips whose action is brief or off-centre).
     """
     rng = np.random.default_rng([seed, index, 7919])
@@ -203,10 +203,11 @@ def render_clip(label: int, seed: int, index: int, difficulty: float = 1.0, with
     ground = WORLD_H * rng.uniform(0.55, 0.7)  # where things rest: anywhere in the lower half of the view
     amp = rng.uniform(45, 65) / (0.6 + 0.4 * d)  # motion size: smaller is harder
     # anywhere across the view, not at its centre (a pushed object's whole path stays in view)
-    reach = 45.0 - (amp / 2 if label in (0, 1) else 0.0)
+    reach = max(0.0, 45.0 - (amp / 2 if label in (0, 1) else 0.0))
     ox = WORLD_W / 2 + rng.uniform(-reach, reach)
     oy = ground - obj.alpha.shape[0] / 2 + rng.uniform(0, 10)
-    if hard:  # overrides only: the random stream stays that of the ordinary clip
+    if hard:  # overrides: the draws so far stay those of the ordinary clip
+        n += int(FPS * 3)  # a longer video (6 to 8 s), its brief action at one end: outside the sampled window
         dur = max(4, int(n * 0.15))
         a0, a1 = (0, dur - 1) if index % 2 == 0 else (n - dur, n - 1)
         amp *= 0.4

@@ -37,16 +37,19 @@ from vidviz.models.resnet3d import VideoClassifier
 Box = tuple[float, float, float, float]
 
 
-def _box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+def _box_mask(shape: tuple[int, int], box: Box | Sequence[Box]) -> np.ndarray:
+    """bool (h, w): inside ``box``, or inside any of several boxes (their union)."""
     h, w = shape
-    x1, y1, x2, y2 = box
     m = np.zeros((h, w), bool)
-    m[max(0, int(np.floor(y1))):min(h, int(np.ceil(y2))), max(0, int(np.floor(x1))):min(w, int(np.ceil(x2)))] = True
+    for x1, y1, x2, y2 in ([box] if np.isscalar(box[0]) else box):
+        m[max(0, int(np.floor(y1))):min(h, int(np.ceil(y2))), max(0, int(np.floor(x1))):min(w, int(np.ceil(x2)))] = True
     return m
 
 
-def pointing_game(maps: np.ndarray, boxes: Sequence[Box | None]) -> tuple[np.ndarray, float]:
-    """Per-frame hits (1.0 / 0.0, NaN where no box) and the hit rate over frames with a box."""
+def pointing_game(maps: np.ndarray, boxes: Sequence[Box | Sequence[Box] | None]) -> tuple[np.ndarray, float]:
+    """Per-frame hits (1.0 / 0.0, NaN where no box) and the hit rate over frames with a box.
+
+    A frame's entry is a box, or several boxes (a hit in any counts), or None."""
     hits = np.full(len(maps), np.nan)
     for t, (m, b) in enumerate(zip(maps, boxes, strict=True)):
         if b is None:
@@ -56,8 +59,9 @@ def pointing_game(maps: np.ndarray, boxes: Sequence[Box | None]) -> tuple[np.nda
     return hits, float(np.nanmean(hits)) if np.isfinite(hits).any() else float("nan")
 
 
-def energy_in_box(maps: np.ndarray, boxes: Sequence[Box | None]) -> tuple[np.ndarray, float]:
-    """Per-frame share of the map's energy inside the box, and its mean over frames with a box."""
+def energy_in_box(maps: np.ndarray, boxes: Sequence[Box | Sequence[Box] | None]) -> tuple[np.ndarray, float]:
+    """Per-frame share of the map's energy inside the box (or the union of several), and its mean over frames
+    with a box."""
     share = np.full(len(maps), np.nan)
     for t, (m, b) in enumerate(zip(maps, boxes, strict=True)):
         if b is None:

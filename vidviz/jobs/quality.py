@@ -25,8 +25,8 @@ from vidviz.explain.temporal import importance_curve
 from vidviz.jobs.store import assign_cases, check_manifest, remove_leftovers, store_dir
 
 BASELINES = ("random", "centre", "motion")
-METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "temporal_share", "temporal_peak",
-           "deletion", "insertion", "deletion_frames")
+METRICS = ("pointing_object", "energy_object", "pointing_hand", "energy_hand", "pointing_action", "energy_action",
+           "temporal_share", "temporal_peak", "deletion", "insertion", "deletion_frames")
 HIGHER_IS_BETTER = {m: m not in ("deletion", "deletion_frames", "randomisation_rho", "seconds")
                     for m in (*METRICS, "randomisation_rho", "seconds")}
 DIRECTIONS = "higher is better except deletion, deletion_frames, randomisation_rho and seconds (lower is better)"
@@ -36,6 +36,10 @@ METRIC_INFO = {
     "energy_object": ("Energy in object box", "Share of the map's positive mass inside the object's box, per frame."),
     "pointing_hand": ("Pointing, hand", "Share of frames whose map peak lies inside the hand's box."),
     "energy_hand": ("Energy in hand box", "Share of the map's positive mass inside the hand's box, per frame."),
+    "pointing_action": ("Pointing, object or hand", "Share of frames whose map peak lies inside the acted-on "
+                                                    "object's box or the hand's (the action's two actors)."),
+    "energy_action": ("Energy in object or hand box", "Share of the map's positive mass inside the union of the "
+                                                      "object's and the hand's boxes, per frame."),
     "temporal_share": ("Temporal share in action", "Share of the per-frame importance that falls inside the action window."),
     "temporal_peak": ("Temporal peak in action", "Share of clips whose most important frame lies inside the action window."),
     "deletion": ("Deletion AUC", "Mean class probability while the most salient voxels are replaced by the dataset's "
@@ -94,6 +98,7 @@ def score_clip(backend, key: str, methods: list[str], steps: int = 8) -> list[di
     boxes, window = backend.ground_truth(key)
     obj = _boxes(boxes, "object", opened.clip) if boxes else [None] * len(opened.clip.frames)
     hand = _boxes(boxes, "hand", opened.clip) if boxes else [None] * len(opened.clip.frames)
+    action = [[b for b in (o, h) if b is not None] or None for o, h in zip(obj, hand, strict=True)]
     case = assign_cases(opened.logits[None], np.array([-1 if true is None else true]))[0][0]
     rows = []
     s = backend.spec.size
@@ -104,6 +109,8 @@ def score_clip(backend, key: str, methods: list[str], steps: int = 8) -> list[di
         r["energy_object"] = q.energy_in_box(sal, obj)[1]
         r["pointing_hand"] = q.pointing_game(sal, hand)[1]
         r["energy_hand"] = q.energy_in_box(sal, hand)[1]
+        r["pointing_action"] = q.pointing_game(sal, action)[1]
+        r["energy_action"] = q.energy_in_box(sal, action)[1]
         curve = importance_curve(sal)
         if window is not None:
             r["temporal_share"], r["temporal_peak"] = q.temporal_localisation(curve, window)
@@ -162,7 +169,7 @@ def prepare_quality_dir(backend, split: str, out_dir: str | Path) -> Path:
     (a resumed run must not mix runs: the clips scored before were scored with this model on this data)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    want = {"version": 1, "checkpoint_hash": backend.checkpoint_hash,
+    want = {"version": 2, "checkpoint_hash": backend.checkpoint_hash,  # 2: deletion against the mean colour
             "dataset_fingerprint": backend.dataset.fingerprint(), "split": split}
     mp = out_dir / "quality_manifest.json"
     if not mp.is_file() and out_dir.resolve() == store_dir(backend.dataset, backend.checkpoint_hash, split).resolve():
