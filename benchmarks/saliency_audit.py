@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         gh = raw.shape[1]
         sal = upsample(raw, (t, s0, s0))  # (T, S0, S0)
         # 1. the metric on right-by-construction maps
-        ideal = np.stack([q._box_mask((s0, s0), bx) if bx is not None else np.zeros((s0, s0), bool) for bx in obj])
+        ideal = np.stack([q.box_mask((s0, s0), bx) if bx is not None else np.zeros((s0, s0), bool) for bx in obj])
         ideal = ideal.astype(np.float32)  # (T, S0, S0)
         oracle.append(q.pointing_game(ideal, obj)[1])
         pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(ideal)[:, None], gh)[:, 0].numpy()

@@ -149,3 +149,38 @@ def one_line_error(capsys) -> str:
     line = "vidviz: error: " + err.split("vidviz: error: ", 1)[1]
     assert "\n" not in line.strip(), line
     return line.strip()
+
+
+class BoxMotionModel(nn.Module):
+    """A two-class model whose only evidence is known: rightward motion inside one box.
+
+    logit 0 = ``gain`` * (the mean over the box and over time of an opponent Reichardt detector on the
+    channel mean a: a[t, y, x] a[t+1, y, x+1] - a[t, y, x+1] a[t+1, y, x], which a still scene and
+    unstructured flicker leave at 0 on average) - ``offset``; logit 1 = 0. A map that is 1 on the box is the
+    right answer for it: the quality metrics' known-answer check.
+    """
+
+    def __init__(self, box: tuple[int, int, int, int], gain: float = 9.0, offset: float = 2.0):
+        super().__init__()
+        self.box, self.gain, self.offset = box, gain, offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, y1, x2, y2 = self.box
+        a = x[:, :, :, y1:y2, x1:x2].mean(1)  # (B, T, bh, bw)
+        r = a[:, :-1, :, :-1] * a[:, 1:, :, 1:] - a[:, :-1, :, 1:] * a[:, 1:, :, :-1]  # (B, T-1, bh, bw-1)
+        z = self.gain * r.mean(dim=(1, 2, 3)) - self.offset  # (B,)
+        return torch.stack([z, torch.zeros_like(z)], 1)  # (B, 2)
+
+
+def box_motion_clip(box: tuple[int, int, int, int], t: int = 8, s: int = 32, seed: int = 0) -> torch.Tensor:
+    """A normalised clip (1, 3, T, S, S) for :class:`BoxMotionModel`: a still, textured background with a
+    bright square moving right across ``box``."""
+    g = torch.Generator().manual_seed(seed)
+    bg = torch.nn.functional.interpolate(torch.randn(1, 3, s // 4, s // 4, generator=g), size=(s, s), mode="bilinear")
+    x = bg[:, :, None].repeat(1, 1, t, 1, 1)  # (1, 3, T, S, S), still
+    x1, y1, x2, y2 = box
+    side = max(2, (y2 - y1) // 2)
+    for f in range(t):
+        c = x1 + (x2 - x1 - side) * f // max(1, t - 1)
+        x[:, :, f, y1 + (y2 - y1 - side) // 2:y1 + (y2 - y1 - side) // 2 + side, c:c + side] = 2.5
+    return x

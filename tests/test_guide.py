@@ -12,8 +12,7 @@ from support import one_line_error
 from vidviz.cli import main
 from vidviz.data import synth
 from vidviz.data.datasets import open_dataset
-from vidviz.data.loader import Geometry
-from vidviz.data.video import load_clip
+from vidviz.data.video import Geometry, load_clip
 from vidviz.models.guide import action_frames, evidence_mask, frame_pointing, guide_loss, inside_share
 from vidviz.models.resnet3d import TINY_SPEC
 from vidviz.models.train import augment, flip_partners

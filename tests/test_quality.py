@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import frame_reader_model, random_model
+from support import BoxMotionModel, box_motion_clip, frame_reader_model, random_model
 
 from vidviz.explain import metrics as q
 from vidviz.explain.cam import explain
@@ -56,8 +56,8 @@ def test_deletion_and_insertion_tell_the_right_map_from_a_random_one_on_a_known_
     """A model whose only evidence is the motion inside a known box: the map of that box deletes the class
     faster and restores it sooner than a random map, by a wide margin, with the default baseline."""
     box = (8, 8, 24, 24)
-    m = q.BoxMotionModel(box)
-    x = q.box_motion_clip(box, t=8, s=32)
+    m = BoxMotionModel(box)
+    x = box_motion_clip(box, t=8, s=32)
     assert float(torch.softmax(m(x), 1)[0, 0]) > 0.85 > 0.15 > float(torch.softmax(m(torch.zeros_like(x)), 1)[0, 0])
     still = x[:, :, :1].expand_as(x)  # the same scene without its motion: the evidence is the motion
     assert float(torch.softmax(m(still), 1)[0, 0]) < 0.15

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,19 @@ class Box:
     category: str  # the object's name ("red cube") or "hand"
     xyxy: tuple[float, float, float, float]  # in source-frame pixels
     index: int = 0  # "object 0" is the first placeholder, the thing acted on
+
+
+XYXY = tuple[float, float, float, float]  # a box: x1, y1, x2, y2
+
+
+def box_mask(shape: tuple[int, int], box: XYXY | Sequence[XYXY]) -> np.ndarray:
+    """bool (h, w): inside ``box`` (x1, y1, x2, y2; fractional edges round outwards), or inside any of several
+    boxes (their union)."""
+    h, w = shape
+    m = np.zeros((h, w), bool)
+    for x1, y1, x2, y2 in ([box] if np.isscalar(box[0]) else box):
+        m[max(0, int(np.floor(y1))):min(h, int(np.ceil(y2))), max(0, int(np.floor(x1))):min(w, int(np.ceil(x2)))] = True
+    return m
 
 
 @dataclass

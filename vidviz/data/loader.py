@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidviz.data.datasets import ClipRecord
-from vidviz.data.video import InputSpec, load_clip, resize_frames, to_tensor
+from vidviz.data.video import Geometry, InputSpec, load_clip, resize_frames, to_tensor
 from vidviz.errors import VidvizError
 
 
@@ -30,22 +29,12 @@ class ClipTensors(Dataset):
     def __getitem__(self, i: int):
         try:
             clip = load_clip(self.records[i].path, self.spec)
-            geometry = Geometry(clip.indices, clip.crop, clip.scale, clip.frames.shape[1])
+            geometry = clip.geometry
             if self.uint8_size:
                 return i, torch.from_numpy(resize_frames(clip.frames, self.uint8_size).copy()), "", geometry  # (T, S, S, 3)
             return i, to_tensor(clip.frames, self.spec), "", geometry  # (3, T, S, S)
         except VidvizError as e:
             return i, None, str(e), None
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where a decoded clip's frames came from: what maps a source-pixel box onto them."""
-
-    indices: np.ndarray  # int (T,): the source frame of each sampled frame
-    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop, in decoded pixels
-    scale: float  # decoded pixels per source pixel
-    side: int  # the square crop's side before any resize (S0)
 
 
 def _collate(batch):

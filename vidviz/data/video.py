@@ -95,6 +95,22 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """Where a sampled clip's frames came from: what maps a source-pixel box onto them."""
+
+    indices: np.ndarray  # int (T,): the source frame of each sampled frame
+    crop: tuple[int, int, int]  # (x0, y0, side) of the square crop, in decoded pixels
+    scale: float  # decoded pixels per source pixel
+    side: int  # the square crop's side before any resize (S0)
+
+    def to_display(self, xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box in source pixels -> the same box in the displayed (cropped, downsized) frames."""
+        x0, y0, _ = self.crop
+        s = self.scale
+        return (xyxy[0] * s - x0, xyxy[1] * s - y0, xyxy[2] * s - x0, xyxy[3] * s - y0)
+
+
+@dataclass(frozen=True)
 class Clip:
     """A sampled clip: frames as displayed, plus where they came from."""
 
@@ -111,11 +127,14 @@ class Clip:
         last = self.info.num_frames - 1
         return max(0, int((np.asarray(self.indices) == last).sum()) - 1)
 
+    @property
+    def geometry(self) -> Geometry:
+        """Where these frames came from (what :mod:`vidviz.models.guide` maps boxes with)."""
+        return Geometry(self.indices, self.crop, self.scale, self.frames.shape[1])
+
     def to_display(self, xyxy: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """A box in source pixels -> the same box in the displayed (cropped, downsized) frames."""
-        x0, y0, _ = self.crop
-        s = self.scale
-        return (xyxy[0] * s - x0, xyxy[1] * s - y0, xyxy[2] * s - x0, xyxy[3] * s - y0)
+        return self.geometry.to_display(xyxy)
 
 
 def _frame_files(folder: Path) -> list[Path]:

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vidviz.data.datasets import Box
-from vidviz.data.loader import Geometry
+from vidviz.data.datasets import Box, box_mask
+from vidviz.data.video import Geometry
 
 #: The boxes that hold a correct model's evidence: the thing acted on (and what covers it) and the hand.
 GUIDE_ROLES = ("object", "hand", "cover")
@@ -47,22 +47,15 @@ def evidence_mask(boxes: Sequence[Sequence[Box]] | None, geometry: Geometry, siz
     ``boxes``: per source frame (the dataset's), in source pixels; ``geometry``: where the sampled frames came
     from; ``size``: the side of the frames the mask goes with (the square crop, resized).
     """
-    t = len(geometry.indices)
-    out = np.zeros((t, size, size), np.uint8)
+    out = np.zeros((len(geometry.indices), size, size), np.uint8)
     if not boxes:
         return out
-    x0, y0, _ = geometry.crop
     k = size / geometry.side  # displayed pixels -> mask pixels
     for j, src in enumerate(geometry.indices):
-        for b in boxes[min(int(src), len(boxes) - 1)]:
-            if b.role not in GUIDE_ROLES:
-                continue
-            bx1, by1, bx2, by2 = ((b.xyxy[0] * geometry.scale - x0) * k, (b.xyxy[1] * geometry.scale - y0) * k,
-                                  (b.xyxy[2] * geometry.scale - x0) * k, (b.xyxy[3] * geometry.scale - y0) * k)
-            c1, r1 = max(0, int(np.floor(bx1))), max(0, int(np.floor(by1)))
-            c2, r2 = min(size, int(np.ceil(bx2))), min(size, int(np.ceil(by2)))
-            if c1 < c2 and r1 < r2:
-                out[j, r1:r2, c1:c2] = 1
+        shown = [tuple(v * k for v in geometry.to_display(b.xyxy))
+                 for b in boxes[min(int(src), len(boxes) - 1)] if b.role in GUIDE_ROLES]
+        if shown:
+            out[j] = box_mask((size, size), shown)
     return out
 
 
@@ -77,12 +70,6 @@ def action_frames(window: tuple[int, int] | None, geometry: Geometry) -> np.ndar
 def class_evidence(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """CAM of one class per clip: features (B, C, T', h, w), weights (B, C) -> (B, T', h, w)."""
     return torch.einsum("bcthw,bc->bthw", features, weights)  # (B, T', h, w)
-
-
-def outside_share(cam: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per clip, the share of the positive evidence outside the mask: cam, masks (B, T', h, w) -> (B,)."""
-    pos = torch.relu(cam)  # (B, T', h, w)
-    return (pos * (1 - masks)).flatten(1).sum(1) / (pos.flatten(1).sum(1) + eps)  # (B,)
 
 
 def inside_share(cam: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -112,7 +99,7 @@ def guide_loss(features: torch.Tensor, weights: torch.Tensor, masks: torch.Tenso
     m = masks[valid]  # (b, T', h, w)
     m_a = m * action[valid][:, :, None, None].to(m.dtype)  # (b, T', h, w): the boxes on the action's frames
     has_action = m_a.flatten(1).amax(1) > 0  # (b,)
-    energy = outside_share(cam[has_action], m_a[has_action]).sum() / len(cam)
+    energy = inside_share(cam[has_action], 1 - m_a[has_action]).sum() / len(cam)  # the share outside
     framed = m.flatten(2).amax(2) > 0  # (b, T'): frames with a box
     c, mf = cam.flatten(2)[framed], m.flatten(2)[framed]  # (n, h*w)
     point = -torch.log((torch.softmax(c, dim=1) * mf).sum(1).clamp_min(1e-6)).mean()

@@ -28,6 +28,7 @@ from vidviz.data.loader import iterate_batches
 from vidviz.data.video import standardise
 from vidviz.errors import CheckpointError, DatasetError, UsageError
 from vidviz.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from vidviz.models.guide import action_frames, class_evidence, evidence_mask, frame_pointing, guide_loss, inside_share
 from vidviz.models.resnet3d import VideoClassifier
 from vidviz.runtime import barrier, init_distributed, pick_device
 
@@ -103,8 +104,6 @@ def decode_split(records, spec, size: int, workers: int, desc: str, disable: boo
     """All clips of ``records`` as uint8 (N, T, size, size, 3), their labels, the failures, and, given the
     dataset ``ds``, each clip's evidence mask and action frames (:mod:`vidviz.models.guide`): uint8
     (N, T, size, size) and bool (N, T) (else None)."""
-    from vidviz.models.guide import action_frames, evidence_mask
-
     frames, labels, failures, masks, action = [], [], [], [], []
     bar = tqdm(total=len(records), desc=desc, unit="clip", disable=disable)
     for batch in iterate_batches(records, spec, batch_size=8, workers=workers, uint8_size=size):
@@ -139,9 +138,7 @@ def _evidence_inside(model: VideoClassifier, x: torch.Tensor, y: torch.Tensor, c
     """(mean share of the true class's positive evidence at the last block inside the boxes of the action's
     frames, share of the boxed frames whose peak cell is in a box) over the clips that have a box: x (N, 3, T, S, S),
     y (N,), cells (N, T, h, w) (the boxes on every frame), action (N, T) bool."""
-    from vidviz.models.guide import class_evidence, frame_pointing, inside_share
-
-    shares, hits, framed = [], [], []
+    shares, hits = [], []
     for i in range(0, len(x), batch):
         keep = cells[i:i + batch].flatten(1).amax(1) > 0  # (b,)
         if not bool(keep.any()):
@@ -153,7 +150,6 @@ def _evidence_inside(model: VideoClassifier, x: torch.Tensor, y: torch.Tensor, c
         shares.append(inside_share(cam, m_a).cpu())
         hit, has = frame_pointing(cam, m)  # (b', T)
         hits.append(hit[has].cpu())
-        framed.append(has.sum().cpu())
     if not shares:
         return float("nan"), float("nan")
     return float(torch.cat(shares).mean()), float(torch.cat(hits).float().mean())
@@ -269,7 +265,6 @@ def train(ds: VideoDataset, out: str | Path, cfg: TrainConfig, resume: bool = Fa
             y = y.to(device)
             loss = F.cross_entropy(net(x), y, label_smoothing=0.05)
             if guided:
-                from vidviz.models.guide import guide_loss
                 loss = loss + cfg.guide * guide_loss(last["a"], model.head.fc.weight[y], cells.to(device),
                                                      mtr[1][idx].to(device))
             opt.zero_grad(set_to_none=True)
