@@ -26,14 +26,22 @@ import torch
 from vidviz import config
 
 
+def _sync() -> None:
+    """Wait for the GPU's queued work (a CUDA call returns before its kernels have run)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _time(fn, repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` in ms."""
+    """Median wall time of ``fn`` in ms (on a GPU, until its kernels have finished)."""
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(repeat):
+        _sync()
         t0 = time.perf_counter()
         fn()
+        _sync()
         ts.append((time.perf_counter() - t0) * 1000)
     return statistics.median(ts)
 
@@ -50,8 +58,10 @@ def _time_interleaved(fns: dict, repeat: int = 5, warmup: int = 2) -> dict:
     ts: dict = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
+            _sync()
             t0 = time.perf_counter()
             fn()
+            _sync()
             ts[k].append((time.perf_counter() - t0) * 1000)
     return {k: statistics.median(v) for k, v in ts.items()}
 
@@ -260,9 +270,22 @@ def _captum_peer(m, x, method: str, c: int):
     return None
 
 
+def _cpu_agreement(m, x, c: int, method: str, maps: np.ndarray) -> str:
+    """Largest difference between ``maps`` (computed on the GPU) and the same method on the CPU, relative to the
+    CPU maps' largest value."""
+    import copy
+
+    from vidviz.explain.cam import explain
+
+    ref = explain(copy.deepcopy(m).cpu(), x.cpu(), [c], method).maps  # (1, T', h, w) or the input's cells
+    return f"{float(np.abs(maps - ref).max() / max(float(np.abs(ref).max()), 1e-12)):.1e}"
+
+
 def bench_methods(a) -> None:
     """Every method on one clip of the default model, one class (the top-1) at the last block, as a multiple of
-    one forward, next to pytorch-grad-cam's and Captum's time for the same method where they run on 5D input."""
+    one forward, next to pytorch-grad-cam's and Captum's time for the same method where they run on 5D input.
+    On a GPU (``--device cuda``, or ``auto`` where one is present) convolutions run in full FP32 (TF32 off, as in
+    vidviz), each method's maps are compared with the CPU's, and Score-CAM is also timed with TF32 on."""
     import warnings
 
     from vidviz.backend import Backend
@@ -270,10 +293,11 @@ def bench_methods(a) -> None:
     from vidviz.explain.methods import METHOD_INFO, METHODS
 
     warnings.filterwarnings("ignore")  # Captum warns that the input does not require gradients (it sets that itself)
-    b = Backend(a.checkpoint, a.data)
+    b = Backend(a.checkpoint, a.data, device=a.device)
     m = b.model
+    gpu = b.device.type == "cuda"
     key = b.dataset.split("test")[0].id
-    x = b.open(key).x  # (1, 3, 16, 112, 112)
+    x = b.open(key).x.to(b.device)  # (1, 3, 16, 112, 112)
     c = b.open(key).top[0][0]
     layer = m.last_layer
     channels = int(m.run(x, stop=layer).shape[1])
@@ -289,12 +313,14 @@ def bench_methods(a) -> None:
     except ImportError:
         pgc = None
         print("pytorch-grad-cam not installed (make bench-deps): its column is empty")
+    where = torch.cuda.get_device_name(b.device) if gpu else f"CPU, {torch.get_num_threads()} threads"
     print(f"vidviz bench methods: clip {key}, model {m.arch}, input {tuple(x.shape)}, class {c}, layer {layer} "
-          f"({channels} channels), {torch.get_num_threads()} threads; one forward {fwd:.1f} ms; median of {a.repeat}")
-    print(f"  {'method':22s} {'vidviz':>10s} {'x fwd':>7s} {'pytorch-grad-cam':>18s} {'captum':>10s}   cost")
+          f"({channels} channels), {where}; one forward {fwd:.1f} ms; median of {a.repeat}")
+    print(f"  {'method':22s} {'vidviz':>10s} {'x fwd':>7s} {'pytorch-grad-cam':>18s} {'captum':>10s}   "
+          f"{'vs CPU   ' if gpu else ''}cost")
     slow = {"scorecam", "ablationcam", "integrated-gradients", "smoothgrad", "occlusion"}
     for method in METHODS:
-        reps = max(1, a.repeat // 3) if method in slow else a.repeat
+        reps = max(1, a.repeat // 3) if method in slow and not gpu else a.repeat
         ours = _time(lambda method=method: explain(m, x, [c], method), repeat=reps)
         peer = "-"
         if pgc is not None and method in GRAD_CAM_PEERS:
@@ -304,14 +330,22 @@ def bench_methods(a) -> None:
             try:
                 with getattr(pgc, GRAD_CAM_PEERS[method])(model=pm, target_layers=[pm.stages[layer]]) as cam:
                     if method == "scorecam":
-                        cam.batch_size = 16
+                        cam.batch_size = channels if gpu else 16
                     t = _time(lambda cam=cam: cam(input_tensor=x, targets=[ClassifierOutputTarget(c)]), repeat=reps)
                 peer = f"{t:9.1f} ms"
             except Exception as e:  # its 5D support fails for this method
                 peer = f"fails ({type(e).__name__})"
         cap = _captum_peer(m, x, method, c)
         cap_t = f"{_time(cap, repeat=reps):7.1f} ms" if cap is not None else "-"
-        print(f"  {method:22s} {ours:7.1f} ms {ours / fwd:6.1f}x {peer:>18s} {cap_t:>10s}   {METHOD_INFO[method].cost}")
+        agree = f"{_cpu_agreement(m, x, c, method, explain(m, x, [c], method).maps):9s}" if gpu else ""
+        print(f"  {method:22s} {ours:7.1f} ms {ours / fwd:6.1f}x {peer:>18s} {cap_t:>10s}   {agree}"
+              f"{METHOD_INFO[method].cost}")
+    if gpu:
+        torch.backends.cudnn.allow_tf32 = True
+        fwd32 = _time(forward, repeat=a.repeat)
+        sc32 = _time(lambda: explain(m, x, [c], "scorecam"), repeat=a.repeat)
+        torch.backends.cudnn.allow_tf32 = False
+        print(f"  with TF32 convolutions: one forward {fwd32:.1f} ms, scorecam {sc32:.1f} ms ({sc32 / fwd32:.1f}x)")
     print(f"Score-CAM: {channels} channels = {channels / 64:.0f} x 64; target <= 2 forwards per 64 channels")
 
 
@@ -350,16 +384,16 @@ def _bench_model_of(name: str, tmp: Path):
     return load_checkpoint(save_checkpoint(tmp / f"{name}.pt", load_torchvision_weights(tmp / f"{name}.pth", name, spec)))
 
 
-def _bench_one_model(name: str, repeat: int) -> str:
+def _bench_one_model(name: str, repeat: int, device: torch.device) -> str:
     """One row of `bench models`."""
     import tempfile
 
     from vidviz.explain.cam import autograd_cams, forward_cams, one_pass_applies
 
     with tempfile.TemporaryDirectory() as tmp:
-        m = _bench_model_of(name, Path(tmp)).eval()
+        m = _bench_model_of(name, Path(tmp)).eval().to(device)
     t, s = MODEL_INPUTS[name]
-    x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         top5 = m(x)[0].topk(5).indices.tolist()
     mid = m.layer_names[len(m.layer_names) // 2]
@@ -394,12 +428,16 @@ def bench_models(a) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    from vidviz.runtime import pick_device
+
     names = a.models or list(MODEL_INPUTS)
-    print(f"vidviz bench models: random weights, one clip, {torch.get_num_threads()} threads, median of {a.repeat}")
+    dev = pick_device(a.device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"vidviz bench models: random weights, one clip, {where}, median of {a.repeat}")
     print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'one class':>10s} {'top-5':>10s} "
           f"{'top5/one':>8s} {'captum':>10s}  intermediate layer")
     for name in names:
-        print(_bench_one_model(name, a.repeat))
+        print(_bench_one_model(name, a.repeat, dev))
     print("targets: all classes <= 1.1x forward where the one-forward path applies; top-5 <= 1.5x one class")
 
 
@@ -415,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--clips", type=int, default=220_847, help="store size for `gallery`")
     p.add_argument("--workers", type=int, default=2, help="decoding processes for `precompute`")
+    p.add_argument("--device", default="auto", help="auto (cuda where present), cpu or cuda: `methods`, `models`")
     p.add_argument("--models", nargs="+", default=None, choices=list(MODEL_INPUTS), help="for `models` (default: all)")
     a = p.parse_args(argv)
     from vidviz import runtime

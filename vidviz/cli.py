@@ -285,7 +285,7 @@ def _bench(a) -> int:
     elif a.what == "memory":
         cmd += ["--clips", str(min(a.clips, 200))]
     else:
-        cmd += ["--repeat", str(a.repeat), "--clips", str(a.clips), "--workers", str(a.workers)]
+        cmd += ["--repeat", str(a.repeat), "--clips", str(a.clips), "--workers", str(a.workers), "--device", a.device]
         cmd += ["--models", *a.models] if a.models else []
     return subprocess.run(cmd).returncode
 

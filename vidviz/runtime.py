@@ -36,17 +36,21 @@ TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``cuda`` when present (or asked for), else ``cpu``; a device that cannot be used is a :class:`UsageError`."""
+    """``cuda`` when present (or asked for), else ``cpu``; a device that cannot be used is a :class:`UsageError`.
+    On CUDA, cuDNN's TF32 convolutions are turned off, so the maps are the exact ones."""
     import torch
 
     if not name or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but this machine has no usable CUDA device")
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise UsageError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for, but this machine has no usable CUDA device")
+    if dev.type == "cuda":  # maps in full FP32, as on a CPU: cuDNN would otherwise convolve in TF32 (10-bit mantissa)
+        torch.backends.cudnn.allow_tf32 = False
     return dev
 
 

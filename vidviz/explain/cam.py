@@ -244,25 +244,44 @@ def ablationcam(model: VideoClassifier, a0: torch.Tensor, layer: str, classes: l
     return logits, torch.relu(torch.einsum("nc,cthw->nthw", w, acts))
 
 
+def _scorecam_masks(acts: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Score-CAM's masks (b, 1, T, H, W) in [0, 1]: activations (b, T', h, w) upsampled to ``size`` (T, H, W) and
+    min-max scaled each; a constant map gives an all-zero mask."""
+    m = torch.nn.functional.interpolate(acts[:, None], size=size, mode="trilinear", align_corners=False)  # (b, 1, T, H, W)
+    lo = m.flatten(1).min(1).values.view(-1, 1, 1, 1, 1)
+    hi = m.flatten(1).max(1).values.view(-1, 1, 1, 1, 1)
+    return torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(m))  # (b, 1, T, H, W)
+
+
 @torch.no_grad()
 def scorecam(model: VideoClassifier, x: torch.Tensor, a0: torch.Tensor, layer: str, classes: list[int],
-             chunk: int = 8, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+             chunk: int | None = None, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Score-CAM at ``layer``: logits (K,) and maps (n, T', h, w); x (1, 3, T, H, W), a0 (1, C, T', h, w).
 
-    One forward of the clip masked by each channel's upsampled, min-max scaled activation map, ``chunk``
-    masked clips a batch (the classes share the passes).
+    Wang et al. (CVPR Workshops 2020): with M_k the k-th channel's map upsampled to the input and min-max scaled to
+    [0, 1], w_k^c = softmax(f(x * M_k))_c and the map is ReLU(sum_k w_k^c A^k). One forward of the clip masked
+    by each channel's map, ``chunk`` masked clips a batch; the classes share the passes. By default 8 on a CPU
+    (a batch costs what its clips cost one by one there); on a GPU as many as fit in a quarter of its free
+    memory, from the peak memory of the first channel's forward (a GPU runs a batch in about the time of one
+    clip while it is not full).
     """
     acts = a0[0]  # (C, T', h, w)
     c = acts.shape[0]
     logits = _rest(model, a0, layer, x)[0]  # (K,)
     idx = torch.as_tensor(classes, dtype=torch.long, device=a0.device)
-    scores = []
-    for s in range(0, c, chunk):
-        m = torch.nn.functional.interpolate(acts[s:s + chunk, None], size=x.shape[2:], mode="trilinear",
-                                            align_corners=False)  # (b, 1, T, H, W)
-        lo = m.flatten(1).min(1).values.view(-1, 1, 1, 1, 1)
-        hi = m.flatten(1).max(1).values.view(-1, 1, 1, 1, 1)
-        m = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(m))  # (b, 1, T, H, W)
+    size = tuple(x.shape[2:])
+    scores, done = [], 0
+    if not chunk and x.device.type == "cuda":  # measure one masked forward's memory, and keep its score
+        torch.cuda.synchronize(x.device)
+        base = torch.cuda.memory_allocated(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        scores.append(torch.softmax(model(x * _scorecam_masks(acts[:1], size)), -1)[:, idx])  # (1, n)
+        per_clip = max(1, torch.cuda.max_memory_allocated(x.device) - base)
+        chunk = int(max(1, torch.cuda.mem_get_info(x.device)[0] // 4 // per_clip))
+        done = 1
+    chunk = max(1, int(chunk or 8))
+    for s in range(done, c, chunk):
+        m = _scorecam_masks(acts[s:s + chunk], size)  # (b, 1, T, H, W)
         scores.append(torch.softmax(model(x * m), -1)[:, idx])  # (b, n)
         if progress:
             progress(min(c, s + chunk), c)  # channels done, of all
@@ -443,7 +462,7 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     if method == "scorecam":
         if x is None:
             raise ExplainError("Score-CAM needs the clip itself (it masks the input), not only a layer's activations")
-        return scorecam(model, x, a0, layer, [int(c) for c in classes], max(1, chunk // 2), progress)
+        return scorecam(model, x, a0, layer, [int(c) for c in classes], None, progress)
     eye = torch.zeros(n, 1, model.num_classes, dtype=a0.dtype, device=a0.device)  # (n, 1, K) one-hot targets
     eye[torch.arange(n), 0, torch.as_tensor([int(c) for c in classes], dtype=torch.long, device=a0.device)] = 1.0
     with torch.enable_grad():
