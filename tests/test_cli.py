@@ -69,6 +69,7 @@ def test_explain_a_video_file_reads_it_in_place(ckpt, tmp_path, capsys):
     assert b.open(b.register_file(video)).top[0][0] == cls  # the default target: the top prediction
 
 
+@pytest.mark.slow  # two 130 MB checkpoints; the fast loop loads torchvision weights in test_models
 def test_import_weights_wraps_a_torchvision_state_dict(tmp_path, capsys):
     from torchvision.models.video import r3d_18
 

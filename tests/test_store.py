@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -82,7 +83,7 @@ def test_store_round_trip(tiny_ds, ckpt, tmp_path):
     assert st.confusion().sum() == 48
 
 
-def test_resume_after_a_crash(tiny_ds, ckpt, tmp_path):
+def test_resume_after_a_crash(tiny_ds, ckpt, tmp_path, reference_store):
     ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
     out = tmp_path / "s"
     precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=2)  # "killed" after 2 of 6 parts
@@ -98,8 +99,7 @@ def test_resume_after_a_crash(tiny_ds, ckpt, tmp_path):
         assert (out / "parts" / name).stat().st_mtime_ns == ns  # not redone
     st = open_store(out)
     assert len(st.table) == 48
-    fresh = precompute(m, ds, "train", tmp_path / "fresh", part_size=8, workers=0)
-    assert_same_store(st, open_store(fresh))
+    assert_same_store(st, reference_store)  # equal to an uninterrupted run
 
 
 @pytest.mark.slow
@@ -116,9 +116,9 @@ def test_torchrun_sharding_equals_single_process(tiny_ds, ckpt, tmp_path):
     assert_same_store(single, open_store(tmp_path / "ddp"))
 
 
-def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path):
+def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path, reference_store):
     ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
-    out = precompute(m, ds, "train", tmp_path / "s", part_size=64, workers=0)
+    out = shutil.copytree(reference_store.path, tmp_path / "s")  # a finished store of this checkpoint and data
     with pytest.raises(StoreError, match="made with checkpoint"):
         open_store(out, "0123456789abcdef", ds.fingerprint())
     with pytest.raises(StoreError, match="different version of the dataset"):
@@ -134,7 +134,9 @@ def test_stale_store_is_refused(tiny_ds, ckpt, tmp_path):
     (out / "meta.json").write_text(json.dumps({**meta, "version": 1}))
     with pytest.raises(StoreError, match="rerun `vidviz precompute`"):
         open_store(out)
-    precompute(m, ds, "train", out, part_size=64, workers=0)
+    calls = []
+    precompute(m, ds, "train", out, part_size=8, workers=0, progress=lambda d, t: calls.append(d))
+    assert calls and calls[0] == len(ds.split("train"))  # every part was kept: none computed again
     assert len(open_store(out).table) == len(ds.split("train"))
 
 
@@ -213,11 +215,24 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_part_is_named_and_computed_again(tiny_ds, ckpt, tmp_path, reference_store, damage):
+@pytest.fixture(scope="module")
+def half_store(tiny_ds, ckpt, tmp_path_factory):
+    """A run killed after 3 of its 6 parts: each damage test works on its own copy."""
+    ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
+    out = tmp_path_factory.mktemp("half") / "s"
+    precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=3)
+    return out
+
+
+#: the damage kinds the fast loop runs; the others run in the whole suite
+FAST_DAMAGE = ("truncated npz", "bad json", "a part copied over another")
+
+
+@pytest.mark.parametrize("damage", [d if d in FAST_DAMAGE else pytest.param(d, marks=pytest.mark.slow) for d in DAMAGE])
+def test_a_damaged_part_is_named_and_computed_again(tiny_ds, ckpt, tmp_path, half_store, reference_store, damage):
     ds, m = open_dataset(tiny_ds), load_checkpoint(ckpt)
     out = tmp_path / "s"
-    precompute(m, ds, "train", out, part_size=8, workers=0, max_parts=3)  # killed after 3 of 6 parts
+    shutil.copytree(half_store, out)
     hurt, words = DAMAGE[damage]
     hurt(out / "parts")
     said = []

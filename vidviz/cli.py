@@ -130,17 +130,20 @@ def _evaluate(a) -> int:
 
 
 def _explain(a) -> int:
-    from vidviz.backend import Backend
     from vidviz.data.io import atomic_write_bytes
-    from vidviz.data.video import VIDEO_EXTENSIONS
+    from vidviz.data.video import VIDEO_EXTENSIONS, probe
     from vidviz.errors import VideoError
-    from vidviz.render import export_bundle, format_top, overlay
 
     target = Path(a.target)
     if target.is_dir():
         raise VideoError("is a folder, not a video file (give a video file, or a clip id with --data)", target)
     if not target.exists() and (target.is_absolute() or target.suffix.lower() in VIDEO_EXTENSIONS):
         raise VideoError("file not found", target)
+    if target.is_file():
+        probe(target)  # a file that is no readable video says so before torch and the model load (cached for later)
+    from vidviz.backend import Backend
+    from vidviz.render import export_bundle, format_top, overlay
+
     if target.is_file():  # any video a user has, read where it lies
         b = Backend(a.checkpoint, None, device=a.device)
         key = b.register_file(target)
