@@ -384,8 +384,22 @@ def _bench_model_of(name: str, tmp: Path):
     return load_checkpoint(save_checkpoint(tmp / f"{name}.pt", load_torchvision_weights(tmp / f"{name}.pth", name, spec)))
 
 
-def _bench_one_model(name: str, repeat: int, device: torch.device) -> str:
-    """One row of `bench models`."""
+def _flop_bound(m, x, layer: str) -> float:
+    """(F + 5 F_after) / (F + F_after) from counted multiply-adds: F one forward, F_after the part after
+    ``layer``. A backward through a convolution or linear layer costs its forward again, once per class, so an
+    exact top-5 costs about F + 5 F_after and one class F + F_after: the ratio the timings approach."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as whole:
+        m(x)
+    with torch.no_grad(), FlopCounterMode(display=False) as before:
+        m.run(x, stop=layer)
+    f, after = whole.get_total_flops(), whole.get_total_flops() - before.get_total_flops()
+    return (f + 5 * after) / (f + after)
+
+
+def _bench_one_model(name: str, repeat: int, device: torch.device) -> list[str]:
+    """The rows of `bench models` for one architecture: its middle layer, then the layer before its last."""
     import tempfile
 
     from vidviz.explain.cam import autograd_cams, forward_cams, one_pass_applies
@@ -396,15 +410,17 @@ def _bench_one_model(name: str, repeat: int, device: torch.device) -> str:
     x = torch.randn(1, 3, t, s, s, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         top5 = m(x)[0].topk(5).indices.tolist()
-    mid = m.layer_names[len(m.layer_names) // 2]
+    mid, late = m.layer_names[len(m.layer_names) // 2], m.layer_names[-2]
     reps = max(1, repeat // 2) if name.startswith(("mvit", "s3d")) else repeat
 
     def forward():
         with torch.no_grad():
             return m(x)
 
-    fns = {"forward": forward, "one": lambda: autograd_cams(m, x, mid, top5[:1]),
-           "five": lambda: autograd_cams(m, x, mid, top5)}
+    fns = {"forward": forward}
+    for layer in (mid, late):
+        fns[layer, 1] = lambda layer=layer: autograd_cams(m, x, layer, top5[:1])
+        fns[layer, 5] = lambda layer=layer: autograd_cams(m, x, layer, top5)
     fast = one_pass_applies(m, "gradcam", None)
     if fast:
         fns["all"] = lambda: forward_cams(m, x)
@@ -417,14 +433,20 @@ def _bench_one_model(name: str, repeat: int, device: torch.device) -> str:
 
         lgc = LayerGradCam(m, m.net.get_submodule(mid))
         cap = f"{_time(lambda: lgc.attribute(x, target=top5[0]), repeat=reps):7.0f} ms"
-    return (f"  {name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s} {ms['one']:7.0f} ms {ms['five']:7.0f} ms "
-            f"{ms['five'] / ms['one']:7.2f}x {cap:>10s}  {mid}")
+    rows = []
+    for i, layer in enumerate((mid, late)):
+        one, five = ms[layer, 1], ms[layer, 5]
+        head = f"{name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s}" if i == 0 else " " * 53
+        rows.append(f"  {head} {layer:28s} {one:7.0f} ms {five:7.0f} ms {five / one:7.2f}x "
+                    f"{_flop_bound(m, x, layer):8.2f} {cap if i == 0 else '-':>10s}")
+    return rows
 
 
 def bench_models(a) -> None:
     """Every adapter on one random clip: forward, Grad-CAM of all classes at the default layer (the one-forward
-    path where it applies), one class and the top-5 at an intermediate layer, and Captum's LayerGradCam where it
-    reads the layer's layout (channels-first 5D maps)."""
+    path where it applies), one class and the top-5 at the middle layer and at the layer before the last, the
+    ratio that counted multiply-adds give (:func:`_flop_bound`), and Captum's LayerGradCam at the middle layer
+    where it reads the layer's layout (channels-first 5D maps)."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -434,11 +456,13 @@ def bench_models(a) -> None:
     dev = pick_device(a.device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"vidviz bench models: random weights, one clip, {where}, median of {a.repeat}")
-    print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'one class':>10s} {'top-5':>10s} "
-          f"{'top5/one':>8s} {'captum':>10s}  intermediate layer")
+    print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'layer':28s} {'one class':>10s} "
+          f"{'top-5':>10s} {'top5/one':>8s} {'flops':>8s} {'captum':>10s}")
     for name in names:
-        print(_bench_one_model(name, a.repeat, dev))
+        for row in _bench_one_model(name, a.repeat, dev):
+            print(row, flush=True)
     print("targets: all classes <= 1.1x forward where the one-forward path applies; top-5 <= 1.5x one class")
+    print("flops: (F + 5 F_after) / (F + F_after), F one forward's multiply-adds and F_after those after the layer")
 
 
 BENCHES = {"model": bench_model, "explain": bench_explain, "gallery": bench_gallery, "precompute": bench_precompute,
