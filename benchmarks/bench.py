@@ -437,8 +437,15 @@ def _bench_one_model(name: str, repeat: int, device: torch.device) -> list[str]:
     for i, layer in enumerate((mid, late)):
         one, five = ms[layer, 1], ms[layer, 5]
         head = f"{name:16s} {f'{t}x{s}':>10s} {fwd:6.0f} ms {all_s:>17s}" if i == 0 else " " * 53
+        agree = ""
+        if device.type == "cuda":  # the top-5 maps against the CPU's, relative to their largest value
+            import copy
+
+            ref = autograd_cams(copy.deepcopy(m).cpu(), x.cpu(), layer, top5)[1]  # (5, T', h, w)
+            got = autograd_cams(m, x, layer, top5)[1].cpu()
+            agree = f"  {float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12)):.1e}"
         rows.append(f"  {head} {layer:28s} {one:7.0f} ms {five:7.0f} ms {five / one:7.2f}x "
-                    f"{_flop_bound(m, x, layer):8.2f} {cap if i == 0 else '-':>10s}")
+                    f"{_flop_bound(m, x, layer):8.2f} {cap if i == 0 else '-':>10s}{agree}")
     return rows
 
 
@@ -457,7 +464,7 @@ def bench_models(a) -> None:
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"vidviz bench models: random weights, one clip, {where}, median of {a.repeat}")
     print(f"  {'model':16s} {'input':>10s} {'forward':>9s} {'all classes':>17s} {'layer':28s} {'one class':>10s} "
-          f"{'top-5':>10s} {'top5/one':>8s} {'flops':>8s} {'captum':>10s}")
+          f"{'top-5':>10s} {'top5/one':>8s} {'flops':>8s} {'captum':>10s}{'  vs CPU' if dev.type == 'cuda' else ''}")
     for name in names:
         for row in _bench_one_model(name, a.repeat, dev):
             print(row, flush=True)
