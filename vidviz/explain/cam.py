@@ -60,6 +60,7 @@ from torch import nn
 
 from vidviz.errors import ExplainError
 from vidviz.explain.methods import CAM_METHODS, INPUT_METHODS, METHOD_INFO, METHODS, check_settings
+from vidviz.models.adapter import EntrySplit
 from vidviz.models.resnet3d import ResidualBlock, VideoClassifier
 
 
@@ -331,15 +332,27 @@ def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, 
     return torch.einsum("ncabe,ckabe->nk", taps, conv.weight.to(g.dtype))  # (n, C_in)
 
 
-def _entry_block(model: VideoClassifier, layer: str) -> tuple[str, ResidualBlock] | None:
-    """(next stage, its first block) when that block is a vidviz :class:`ResidualBlock`; else None."""
-    if not isinstance(model, VideoClassifier) or layer not in model.stages:
+def _entry_split(model, layer: str) -> EntrySplit | None:
+    """The network after ``layer`` split at the convolutions that read its output (an :class:`EntrySplit`): a
+    vidviz ResNet's next :class:`ResidualBlock`, or what an adapter offers (torchvision's video ResNets); else None."""
+    if not isinstance(model, VideoClassifier):
+        return getattr(model, "entry_split", lambda layer: None)(layer)
+    if layer not in model.stages:
         return None
     names = model.layer_names
     i = names.index(layer) + 1
     stage = model.stages[names[i]] if i < len(names) else None
     blk = stage[0] if isinstance(stage, nn.Sequential) and len(stage) else None
-    return (names[i], blk) if isinstance(blk, ResidualBlock) else None
+    if not isinstance(blk, ResidualBlock):
+        return None
+    nxt = names[i]
+
+    def rest(z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+        y = stage[1:](blk.finish(z, zid))  # (B, C_out, T', h', w')
+        return model.head(model.run(y, start=nxt))  # (B, K)
+
+    conv, conv_id = blk.entry_convs()
+    return EntrySplit(blk.entry, rest, conv, conv_id)
 
 
 def _pooled_gradcam_weights(model: VideoClassifier, a0: torch.Tensor, layer: str, onehots: torch.Tensor,
@@ -347,27 +360,22 @@ def _pooled_gradcam_weights(model: VideoClassifier, a0: torch.Tensor, layer: str
     """Grad-CAM weights (n, C) at ``layer`` from the gradients of the next block's entry convolutions.
 
     Grad-CAM needs only the mean of dy_c/dA over positions. The block after ``layer`` reads A
-    through two linear maps (``conv1`` and the shortcut), so the backward stops at their
+    through two linear maps (its first convolution and the shortcut's), so the backward stops at their
     outputs and :func:`pooled_input_grad` gives the pooled gradient of A in closed form.
-    Same maps as the full backward (tested against captum). None where the model does not allow it.
+    Same maps as the full backward (tested against captum and the autograd reference). None where the model
+    does not allow it.
     """
-    found = _entry_block(model, layer)
-    if found is None:
+    split = _entry_split(model, layer)
+    if split is None:
         return None
-    nxt, blk = found
-    stage = model.stages[nxt]
     with torch.no_grad():
-        z, zid = blk.entry(a0)  # (1, width, T', h', w'), (1, C_out, T', h', w') or A itself
+        z, zid = split.entry(a0)  # (1, width, T', h', w'), (1, C_out, T', h', w') or A
 
-    def rest(z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
-        y = stage[1:](blk.finish(z, zid))  # (1, C_out, T', h', w')
-        return model.head(model.run(y, start=nxt))  # (1, K)
-
-    logits, pullback = torch.func.vjp(rest, z, zid)  # (1, K)
+    logits, pullback = torch.func.vjp(split.rest, z, zid)  # (1, K)
     gz, gid = _batched_pullback(pullback, onehots, chunk)  # (n, 1, width, ...), (n, 1, C_out, ...)
     thw = tuple(a0.shape[2:])
-    conv1, conv_id = blk.entry_convs()
-    pooled = pooled_input_grad(conv1, gz[:, 0], thw)  # (n, C)
+    pooled = pooled_input_grad(split.conv, gz[:, 0], thw)  # (n, C)
+    conv_id = split.conv_id
     pooled = pooled + (gid[:, 0].flatten(2).sum(-1) if conv_id is None else pooled_input_grad(conv_id, gid[:, 0], thw))
     return logits, pooled / (thw[0] * thw[1] * thw[2])  # (1, K), (n, C)
 

@@ -15,6 +15,8 @@ Every explainer in :mod:`vidviz.explain` talks to a model through these members,
 ``features_logits(x, layer)``  the grid and the logits from one forward
 ``rest(a, layer, x)``          logits (B, K) when the layer's output is replaced by the grid ``a``
 ``head_weights(layer)``        W (K, C) when logits = W mean(a) + b exactly (the all-classes fast path), else None
+``entry_split(layer)``         an :class:`EntrySplit` where the block after the layer reads it through
+                               convolutions alone (Grad-CAM's pooled gradient in closed form), else None
 ``cascade()``                  (name, module) from the output back to the input: the randomisation check's order
 ============================  ==========================================================================
 
@@ -37,6 +39,22 @@ from torch import nn
 
 from vidviz.data.video import InputSpec
 from vidviz.errors import ExplainError
+
+
+@dataclass(frozen=True)
+class EntrySplit:
+    """The network after a layer, split at the convolutions that read the layer's output A.
+
+    ``entry(A)`` gives (z, zid): the main path's first convolution ``conv`` of A, and the shortcut's convolution
+    ``conv_id`` of A (or A itself where the shortcut is the identity, ``conv_id`` None); ``rest(z, zid)`` gives
+    the logits (B, K). Grad-CAM's weights need only dy/dA summed over positions, which the gradients of z and
+    zid give in closed form (:func:`vidviz.explain.cam.pooled_input_grad`), so the backward stops there.
+    """
+
+    entry: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    rest: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    conv: nn.Conv3d
+    conv_id: nn.Conv3d | None
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,8 @@ class HookedVideoModel(nn.Module):
                  head_weights: Callable[[str], torch.Tensor | None] | None = None,
                  logits_of: Callable[[object], torch.Tensor] | None = None, arch_kwargs: dict | None = None,
                  head_modules: Sequence[str] = (), notes: str = "",
-                 tails: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None):
+                 tails: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                 entry_splits: Callable[[str], EntrySplit | None] | None = None):
         super().__init__()
         self.net = net
         self.classes = list(classes)
@@ -123,6 +142,7 @@ class HookedVideoModel(nn.Module):
         self._head_modules = list(head_modules)
         self.notes = notes  # what a researcher should know about this adapter's layers (shown in the app)
         self._tails = dict(tails or {})  # layer -> the network after it, where the model is that plain a sequence
+        self._entry_splits = entry_splits or (lambda layer: None)
 
     # ------------------------------------------------------------ what the pickers show
     @property
@@ -220,6 +240,11 @@ class HookedVideoModel(nn.Module):
     def has_tail(self, layer: str) -> bool:
         """Whether the network after ``layer`` is a plain sequence of modules that runs from its output alone."""
         return layer in self._tails
+
+    def entry_split(self, layer: str) -> EntrySplit | None:
+        """The network after ``layer`` split at the convolutions that read its output (:class:`EntrySplit`), or
+        None where the next block reads it otherwise."""
+        return self._entry_splits(layer) if layer in self._tails else None
 
     def rest(self, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K) when ``layer``'s output is replaced by the grid a (B, C, T', h, w).

@@ -25,12 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vidviz.config import TORCHVISION_ARCHS
 from vidviz.data.io import file_hash
 from vidviz.data.video import InputSpec
 from vidviz.errors import CheckpointError, ExplainError
-from vidviz.models.adapter import Grid, HookedVideoModel, cnn_rule
+from vidviz.models.adapter import EntrySplit, Grid, HookedVideoModel, cnn_rule
 from vidviz.models.weights import load_state_strict, torch_load
 
 # torchvision itself is imported only when one of these models is built: importing it costs about 170 MB of
@@ -78,6 +79,43 @@ def _resnet_tail(net, after: list[str]):
     return tail
 
 
+def _resnet_entry_split(net, layers: list[str], tails: dict):
+    """For a torchvision VideoResNet: the stage after ``layer`` split at its first block's entry convolutions
+    (an :class:`EntrySplit`). torchvision's BasicBlock computes relu(conv2(conv1(x)) + downsample(x)), where
+    conv1 = (conv, BN, ReLU) and conv is one Conv3d, or Conv2Plus1D's (spatial Conv3d, BN, ReLU, temporal
+    Conv3d), and downsample = (Conv3d 1x1x1, BN) or None."""
+
+    def split(layer: str) -> EntrySplit | None:
+        i = layers.index(layer) if layer in layers else len(layers)
+        if i + 1 >= len(layers):
+            return None
+        nxt = layers[i + 1]
+        stage = getattr(net, nxt)
+        blk = stage[0]
+        first = blk.conv1[0]
+        if isinstance(first, nn.Conv3d):
+            conv, inner = first, nn.Identity()
+        elif isinstance(first, nn.Sequential) and len(first) and isinstance(first[0], nn.Conv3d):
+            conv, inner = first[0], nn.Sequential(*list(first)[1:])  # Conv2Plus1D (whose slices fail): spatial conv reads A
+        else:
+            return None
+        ds = blk.downsample
+        if ds is not None and not (isinstance(ds, nn.Sequential) and isinstance(ds[0], nn.Conv3d)):
+            return None
+
+        def entry(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return conv(a), (a if ds is None else ds[0](a))  # (B, C', T', h', w'), (B, C_out, T', h', w') or A
+
+        def rest(z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
+            y = blk.conv2(blk.conv1[1:](inner(z)))  # (B, C_out, T', h', w')
+            y = blk.relu(y + (zid if ds is None else ds[1:](zid)))
+            return tails[nxt](stage[1:](y))  # (B, K)
+
+        return EntrySplit(entry, rest, conv, None if ds is None else ds[0])
+
+    return split
+
+
 def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: InputSpec | None = None) -> HookedVideoModel:
     """torchvision's ``arch`` (random weights) behind the adapter interface."""
     if arch not in TORCHVISION_ARCHS:
@@ -87,12 +125,13 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
     net = getattr(_tvv(), arch)(weights=None, num_classes=len(classes))
     spec = spec or k_spec
     notes = ""
-    tails = {}
+    tails, splits = {}, None
     if arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
         layers, default, rule, head = ["stem", "layer1", "layer2", "layer3", "layer4"], "layer4", cnn_rule(), ["fc"]
         fast = {"layer4": lambda: net.fc.weight}
         # torchvision's VideoResNet.forward runs these in order, then avgpool, flatten and fc
         tails = {name: _resnet_tail(net, layers[i + 1:]) for i, name in enumerate(layers)}
+        splits = _resnet_entry_split(net, layers, tails)
     elif arch == "s3d":
         layers = [f"features.{i}" for i in range(len(net.features))]
         default, rule, head, fast = layers[-1], cnn_rule(), ["classifier"], {}
@@ -108,7 +147,7 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
         fast = {"norm": lambda: net.head.weight}
     return HookedVideoModel(net, classes, spec, arch, layers, default, rule, "BCTHW",
                             head_weights=lambda layer: fast[layer]() if layer in fast else None,
-                            head_modules=head, notes=notes, tails=tails)
+                            head_modules=head, notes=notes, tails=tails, entry_splits=splits)
 
 
 def torchvision_key(key: str) -> str:
