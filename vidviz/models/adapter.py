@@ -116,17 +116,19 @@ class HookedVideoModel(nn.Module):
     """Any video classifier ``net`` behind the adapter interface (see the module's docstring).
 
     ``layers`` are module paths in ``net``; ``grid_rule`` says how a layer's output is a map;
-    ``head_weights`` gives the fast path's (K, C) weights for a layer, or None; ``logits_of`` reads the
-    logits from ``net``'s output (Hugging Face returns an object with ``.logits``).
+    ``head_weights(net, layer)`` gives the fast path's (K, C) weights for a layer, or None; ``logits_of`` reads the
+    logits from ``net``'s output (Hugging Face returns an object with ``.logits``); ``tails[layer](net, a)`` runs
+    the network after a layer; ``entry_splits(net, layer)`` gives an :class:`EntrySplit`. Each takes the network
+    it runs on, never keeps one: a copy of the adapter (the randomisation check's) then computes with its own.
     """
 
     def __init__(self, net: nn.Module, classes: Sequence[str], spec: InputSpec, arch: str, layers: Sequence[str],
                  default_layer: str, grid_rule: GridRule, layout: str = "BCTHW",
-                 head_weights: Callable[[str], torch.Tensor | None] | None = None,
+                 head_weights: Callable[[nn.Module, str], torch.Tensor | None] | None = None,
                  logits_of: Callable[[object], torch.Tensor] | None = None, arch_kwargs: dict | None = None,
                  head_modules: Sequence[str] = (), notes: str = "",
-                 tails: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
-                 entry_splits: Callable[[str], EntrySplit | None] | None = None):
+                 tails: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] | None = None,
+                 entry_splits: Callable[[nn.Module, str], EntrySplit | None] | None = None):
         super().__init__()
         self.net = net
         self.classes = list(classes)
@@ -137,12 +139,12 @@ class HookedVideoModel(nn.Module):
         self._default = default_layer
         self._grid_rule = grid_rule
         self.layout = layout
-        self._head_weights = head_weights or (lambda layer: None)
+        self._head_weights = head_weights or (lambda net, layer: None)
         self._logits_of = logits_of or (lambda out: out)
         self._head_modules = list(head_modules)
         self.notes = notes  # what a researcher should know about this adapter's layers (shown in the app)
         self._tails = dict(tails or {})  # layer -> the network after it, where the model is that plain a sequence
-        self._entry_splits = entry_splits or (lambda layer: None)
+        self._entry_splits = entry_splits or (lambda net, layer: None)
 
     # ------------------------------------------------------------ what the pickers show
     @property
@@ -244,7 +246,7 @@ class HookedVideoModel(nn.Module):
     def entry_split(self, layer: str) -> EntrySplit | None:
         """The network after ``layer`` split at the convolutions that read its output (:class:`EntrySplit`), or
         None where the next block reads it otherwise."""
-        return self._entry_splits(layer) if layer in self._tails else None
+        return self._entry_splits(self.net, layer) if layer in self._tails else None
 
     def rest(self, a: torch.Tensor, layer: str, x: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K) when ``layer``'s output is replaced by the grid a (B, C, T', h, w).
@@ -253,7 +255,7 @@ class HookedVideoModel(nn.Module):
         layers before it run on x (the clip, expanded to a's batch), whose output does not depend on a.
         """
         if layer in self._tails:
-            return self._tails[layer](a)  # (B, K): the grid of a channels-first layer is its output
+            return self._tails[layer](self.net, a)  # (B, K): the grid of a channels-first layer is its output
         if x is None:
             raise ExplainError(f"{self.arch}: the part after a layer needs the clip itself (pass x)")
 
@@ -294,7 +296,7 @@ class HookedVideoModel(nn.Module):
 
     def head_weights(self, layer: str) -> torch.Tensor | None:
         """W (K, C) when the logits are W mean_{t,i,j}(a) + b exactly after ``layer``; else None."""
-        return self._head_weights(layer)
+        return self._head_weights(self.net, layer)
 
     def cascade(self) -> list[tuple[str, nn.Module]]:
         """The classifier's modules, the listed layers from the last back, then everything (what no listed layer

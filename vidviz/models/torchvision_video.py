@@ -68,10 +68,10 @@ def _mvit_rule(name: str, y: torch.Tensor, out) -> Grid:
     return Grid("tokens", 1, thw, "thw")
 
 
-def _resnet_tail(net, after: list[str]):
+def _resnet_tail(after: list[str]):
     """The part of a torchvision VideoResNet after a top-level stage: the stages ``after`` it, then its head."""
 
-    def tail(a: torch.Tensor) -> torch.Tensor:
+    def tail(net: nn.Module, a: torch.Tensor) -> torch.Tensor:
         for name in after:
             a = getattr(net, name)(a)  # (B, C, T', h, w)
         return net.fc(net.avgpool(a).flatten(1))  # (B, K)
@@ -79,13 +79,13 @@ def _resnet_tail(net, after: list[str]):
     return tail
 
 
-def _resnet_entry_split(net, layers: list[str], tails: dict):
+def _resnet_entry_split(layers: list[str], tails: dict):
     """For a torchvision VideoResNet: the stage after ``layer`` split at its first block's entry convolutions
     (an :class:`EntrySplit`). torchvision's BasicBlock computes relu(conv2(conv1(x)) + downsample(x)), where
     conv1 = (conv, BN, ReLU) and conv is one Conv3d, or Conv2Plus1D's (spatial Conv3d, BN, ReLU, temporal
     Conv3d), and downsample = (Conv3d 1x1x1, BN) or None."""
 
-    def split(layer: str) -> EntrySplit | None:
+    def split(net: nn.Module, layer: str) -> EntrySplit | None:
         i = layers.index(layer) if layer in layers else len(layers)
         if i + 1 >= len(layers):
             return None
@@ -109,7 +109,7 @@ def _resnet_entry_split(net, layers: list[str], tails: dict):
         def rest(z: torch.Tensor, zid: torch.Tensor) -> torch.Tensor:
             y = blk.conv2(blk.conv1[1:](inner(z)))  # (B, C_out, T', h', w')
             y = blk.relu(y + (zid if ds is None else ds[1:](zid)))
-            return tails[nxt](stage[1:](y))  # (B, K)
+            return tails[nxt](net, stage[1:](y))  # (B, K)
 
         return EntrySplit(entry, rest, conv, None if ds is None else ds[0])
 
@@ -128,10 +128,10 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
     tails, splits = {}, None
     if arch in ("r3d_18", "mc3_18", "r2plus1d_18"):
         layers, default, rule, head = ["stem", "layer1", "layer2", "layer3", "layer4"], "layer4", cnn_rule(), ["fc"]
-        fast = {"layer4": lambda: net.fc.weight}
+        fast = {"layer4": lambda net: net.fc.weight}
         # torchvision's VideoResNet.forward runs these in order, then avgpool, flatten and fc
-        tails = {name: _resnet_tail(net, layers[i + 1:]) for i, name in enumerate(layers)}
-        splits = _resnet_entry_split(net, layers, tails)
+        tails = {name: _resnet_tail(layers[i + 1:]) for i, name in enumerate(layers)}
+        splits = _resnet_entry_split(layers, tails)
     elif arch == "s3d":
         layers = [f"features.{i}" for i in range(len(net.features))]
         default, rule, head, fast = layers[-1], cnn_rule(), ["classifier"], {}
@@ -144,9 +144,9 @@ def torchvision_video(arch: str, classes: Sequence[str] | None = None, spec: Inp
     else:  # swin3d_t, swin3d_s, swin3d_b
         layers = [f"features.{i}" for i in range(0, len(net.features), 2)] + ["norm"]
         default, rule, head = "norm", cnn_rule(channels_last=True), ["head"]
-        fast = {"norm": lambda: net.head.weight}
+        fast = {"norm": lambda net: net.head.weight}
     return HookedVideoModel(net, classes, spec, arch, layers, default, rule, "BCTHW",
-                            head_weights=lambda layer: fast[layer]() if layer in fast else None,
+                            head_weights=lambda net, layer: fast[layer](net) if layer in fast else None,
                             head_modules=head, notes=notes, tails=tails, entry_splits=splits)
 
 
