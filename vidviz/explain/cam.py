@@ -297,11 +297,12 @@ def layer_activations(model: VideoClassifier, x: torch.Tensor, layer: str) -> to
         return model.run(x, stop=layer)  # (1, C, T', h, w)
 
 
-def _taps_inside(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> torch.Tensor:
-    """(k, n_out) 0/1: whether tap ``a`` of output ``o`` reads an input position (not padding), one axis."""
-    o = torch.arange(n_out)[None, :]  # (1, n_out)
-    i = o * stride - pad + torch.arange(k)[:, None] * dil  # (k, n_out)
-    return ((i >= 0) & (i < n_in)).float()
+def _taps_inside(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int, like: torch.Tensor) -> torch.Tensor:
+    """(k, n_out) 0/1 in ``like``'s dtype and device: whether tap ``a`` of output ``o`` reads an input position (not
+    padding), one axis. Made on the device itself: a copy from the host would wait for the GPU's queue."""
+    o = torch.arange(n_out, device=like.device)[None, :]  # (1, n_out)
+    i = o * stride - pad + torch.arange(k, device=like.device)[:, None] * dil  # (k, n_out)
+    return ((i >= 0) & (i < n_in)).to(like.dtype)
 
 
 def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, int]) -> torch.Tensor:
@@ -321,7 +322,7 @@ def pooled_input_grad(conv: nn.Conv3d, g: torch.Tensor, in_thw: tuple[int, int, 
     t, h, w = in_thw
     t += 2 * getattr(conv, "replicate_t", 0)
     k, st, pd, dl = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    vt, vh, vw = (_taps_inside(n, m, k[i], st[i], pd[i], dl[i]).to(g.device, g.dtype)
+    vt, vh, vw = (_taps_inside(n, m, k[i], st[i], pd[i], dl[i], g)
                   for i, (n, m) in enumerate(zip((t, h, w), g.shape[2:], strict=True)))  # (k_i, out_i) each
     n, c, ot, oh, ow = g.shape
     kt, kh, kw = k
@@ -442,11 +443,13 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     classes at most at a time, to bound memory. torch.func's batching rule for convolution
     backward folds the classes into one batched convolution; ``autograd.grad(is_grads_batched=True)``
     loops over them and is about twice as slow on a CPU.
-    Grad-CAM needs only the gradient pooled over positions: where the next block allows it
-    (vidviz ResNets), the backward stops at that block's entry convolutions and the pooling is
-    done in closed form (:func:`_pooled_gradcam_weights`), which saves the most expensive part
-    of the backward. ``full_gradients=True`` takes the full gradient map instead (same maps;
-    Grad-CAM++ always needs it).
+    Grad-CAM needs only the gradient pooled over positions: on a CPU, where the next block allows it
+    (vidviz's ResNets and torchvision's), the backward stops at that block's entry convolutions and the
+    pooling is done in closed form (:func:`_pooled_gradcam_weights`), which saves their transposed
+    convolutions, once per class. A GPU runs those convolutions for the batched classes in about the
+    time of the pooling's own small kernels (measured slower by 2-2.5 ms on an H100 with the ResNets), so
+    there the full backward runs. ``full_gradients=True`` takes the full gradient map on any device (same
+    maps; Grad-CAM++ always needs it).
     Returns (logits (K,), maps (n, T', h, w)). No hooks, no ``.grad`` writes; the model must be in
     eval mode (dropout and batch statistics would otherwise change the result).
     """
@@ -475,7 +478,7 @@ def autograd_cams(model: VideoClassifier, x: torch.Tensor | None, layer: str, cl
     eye[torch.arange(n), 0, torch.as_tensor([int(c) for c in classes], dtype=torch.long, device=a0.device)] = 1.0
     with torch.enable_grad():
         pooled = None
-        if method == "gradcam" and not full_gradients and n:
+        if method == "gradcam" and not full_gradients and n and a0.device.type == "cpu":
             pooled = _pooled_gradcam_weights(model, a0, layer, eye, chunk)
         if pooled is not None:
             logits, w = pooled  # (1, K), (n, C)
