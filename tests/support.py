@@ -62,6 +62,23 @@ def random_model(seed: int = 0, **overrides) -> VideoClassifier:
     return m.eval()
 
 
+def torchvision_model(arch: str, seed: int = 3) -> nn.Module:
+    """torchvision's video ``arch`` behind vidviz's adapter (9 classes, 8 frames of 32 px), random weights and
+    batch-norm statistics, in eval mode: for tests of the explainers' paths, not of loading weights."""
+    from vidviz.models.torchvision_video import torchvision_video
+
+    torch.manual_seed(seed)
+    spec = InputSpec(num_frames=8, fps=4.0, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    m = torchvision_video(arch, [f"c{i}" for i in range(9)], spec)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm3d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
 def clip_tensor(seed: int = 0, t: int = 16, s: int = 112) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(1, 3, t, s, s, generator=g)

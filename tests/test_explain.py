@@ -7,7 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from support import assert_rel_close, captum_gradcam, clip_tensor, frame_reader_model, hook_counts, random_model
+from support import (
+    assert_rel_close,
+    captum_gradcam,
+    clip_tensor,
+    frame_reader_model,
+    hook_counts,
+    random_model,
+    torchvision_model,
+)
 from torch import nn
 
 from vidviz import render
@@ -303,22 +311,6 @@ def bottleneck_model(tp: str) -> VideoClassifier:
     return m.eval()
 
 
-def torchvision_resnet(arch: str) -> nn.Module:
-    """torchvision's ``arch`` behind vidviz's adapter, random weights and batch-norm statistics (eval mode)."""
-    from vidviz.models.torchvision_video import torchvision_video
-
-    torch.manual_seed(3)
-    spec = InputSpec(num_frames=8, fps=4.0, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-    m = torchvision_video(arch, [f"c{i}" for i in range(9)], spec)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm3d):
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.1, 0.1)
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
-    return m.eval()
-
-
 @pytest.mark.parametrize("model", ["tiny-replicate", "bottleneck-zeros", "bottleneck-replicate", "r2plus1d_18",
                                    pytest.param("r3d_18", marks=pytest.mark.slow),
                                    pytest.param("mc3_18", marks=pytest.mark.slow)])
@@ -332,7 +324,7 @@ def test_pooled_gradcam_equals_the_full_gradient_maps(model):
     elif model.startswith("bottleneck"):
         m, x = bottleneck_model(model.split("-")[1]), clip_tensor(9, t=6, s=32)
     else:
-        m, x = torchvision_resnet(model), clip_tensor(9, t=8, s=32)
+        m, x = torchvision_model(model), clip_tensor(9, t=8, s=32)
     m, x = m.double(), x.double()  # float64: the two paths must agree to rounding, not to float32's 1e-5
     for layer in m.layer_names[:-1]:
         assert _entry_split(m, layer) is not None, layer  # the pooled path is the one under test
