@@ -69,7 +69,11 @@ def torchvision_model(arch: str, seed: int = 3) -> nn.Module:
 
     torch.manual_seed(seed)
     spec = InputSpec(num_frames=8, fps=4.0, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-    m = torchvision_video(arch, [f"c{i}" for i in range(9)], spec)
+    return randomise_batchnorm(torchvision_video(arch, [f"c{i}" for i in range(9)], spec))
+
+
+def randomise_batchnorm(m: nn.Module) -> nn.Module:
+    """Random batch-norm scales, shifts and statistics (so no block is an identity), then eval mode."""
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm3d):
             mod.weight.data.uniform_(0.5, 1.5)

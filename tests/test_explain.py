@@ -14,9 +14,9 @@ from support import (
     frame_reader_model,
     hook_counts,
     random_model,
+    randomise_batchnorm,
     torchvision_model,
 )
-from torch import nn
 
 from vidviz import render
 from vidviz.data import synth
@@ -301,14 +301,7 @@ def bottleneck_model(tp: str) -> VideoClassifier:
     cfg = ResNet3dConfig(block="bottleneck", layers=[1, 2, 1, 1], widths=[4, 8, 8, 16], strides=[1, 2, 2, 1],
                          stem_channels=8, stem_kernel=3, temporal_padding=tp)
     spec = InputSpec(num_frames=6, fps=4.0, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-    m = build_resnet3d(cfg, [f"c{i}" for i in range(9)], spec, "test_bottleneck")
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm3d):
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.1, 0.1)
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
-    return m.eval()
+    return randomise_batchnorm(build_resnet3d(cfg, [f"c{i}" for i in range(9)], spec, "test_bottleneck"))
 
 
 @pytest.mark.parametrize("model", ["tiny-replicate", "bottleneck-zeros", "bottleneck-replicate", "r2plus1d_18",
